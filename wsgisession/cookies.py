@@ -1,0 +1,117 @@
+"""The session cookie: its attributes in one object, read and written with werkzeug."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional, Union
+
+from werkzeug.http import dump_cookie, parse_cookie
+
+from .errors import SessionCookieTooLarge
+
+#: Browsers keep cookies up to 4096 bytes, name, value and attributes together.
+BROWSER_COOKIE_LIMIT = 4096
+
+_SAMESITE = {"strict": "Strict", "lax": "Lax", "none": "None"}
+
+
+class CookieOptions:
+    """The attributes of the session cookie.
+
+    ``secure`` may be ``"auto"``: the cookie is then Secure exactly when the
+    request came over https (``wsgi.url_scheme``; behind a TLS proxy use
+    werkzeug's ``ProxyFix`` so that scheme is right).
+    """
+
+    __slots__ = ("name", "path", "domain", "secure", "httponly", "samesite", "partitioned")
+
+    def __init__(
+        self,
+        name: str = "session",
+        *,
+        path: str = "/",
+        domain: Optional[str] = None,
+        secure: Union[bool, str] = False,
+        httponly: bool = True,
+        samesite: Optional[str] = "Lax",
+        partitioned: bool = False,
+    ) -> None:
+        if not name or any(char in name for char in ' =;,"\t\r\n'):
+            raise ValueError(f"invalid cookie name {name!r}")
+        if secure not in (True, False, "auto"):
+            raise ValueError(f'secure must be True, False or "auto", not {secure!r}')
+        if samesite is not None:
+            if samesite.lower() not in _SAMESITE:
+                raise ValueError(f'samesite must be "Strict", "Lax", "None" or None, not {samesite!r}')
+            samesite = _SAMESITE[samesite.lower()]
+            if samesite == "None" and secure is False:
+                raise ValueError('samesite="None" needs secure=True (browsers drop it otherwise)')
+        if partitioned and secure is False:
+            raise ValueError("partitioned cookies need secure=True")
+        self.name = name
+        self.path = path
+        self.domain = domain
+        self.secure = secure
+        self.httponly = httponly
+        self.samesite = samesite
+        self.partitioned = partitioned
+
+    @classmethod
+    def from_mapping(cls, name: str, options: Optional[Mapping[str, Any]]) -> CookieOptions:
+        """Build from the middleware's ``cookie_options`` dict; unknown keys are an error."""
+        options = dict(options or {})
+        known = {"path", "domain", "secure", "httponly", "samesite", "partitioned"}
+        unknown = set(options) - known
+        if unknown:
+            raise TypeError(f"unknown cookie options: {', '.join(sorted(unknown))}")
+        return cls(name, **options)
+
+    def read(self, environ: Mapping[str, Any]) -> Optional[str]:
+        """The session cookie's value from the request, or None."""
+        header = environ.get("HTTP_COOKIE")
+        # Most requests without our cookie are answered by this substring test
+        # alone; werkzeug does the actual parsing.
+        if not header or self.name not in header:
+            return None
+        return parse_cookie(header).get(self.name)
+
+    def is_secure(self, environ: Mapping[str, Any]) -> bool:
+        """Whether the cookie gets the Secure attribute for this request."""
+        if self.secure == "auto":
+            return environ.get("wsgi.url_scheme") == "https"
+        return bool(self.secure)
+
+    def set_header(self, value: str, max_age: Optional[int], environ: Mapping[str, Any]) -> str:
+        """The Set-Cookie header value that stores ``value`` in the browser.
+
+        Raises ``SessionCookieTooLarge`` when browsers would drop the cookie.
+        """
+        header = dump_cookie(
+            self.name,
+            value,
+            max_age=max_age,
+            path=self.path,
+            domain=self.domain,
+            secure=self.is_secure(environ),
+            httponly=self.httponly,
+            samesite=self.samesite,
+            partitioned=self.partitioned,
+            max_size=0,  # the size check below raises instead of werkzeug's warning
+        )
+        if len(header) > BROWSER_COOKIE_LIMIT:
+            raise SessionCookieTooLarge(len(header), BROWSER_COOKIE_LIMIT)
+        return header
+
+    def expire_header(self, environ: Mapping[str, Any]) -> str:
+        """The Set-Cookie header value that removes the cookie, with the same Path and Domain."""
+        return dump_cookie(
+            self.name,
+            "",
+            max_age=0,
+            expires=0,
+            path=self.path,
+            domain=self.domain,
+            secure=self.is_secure(environ),
+            httponly=self.httponly,
+            samesite=self.samesite,
+            partitioned=self.partitioned,
+        )

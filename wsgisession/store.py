@@ -1,0 +1,218 @@
+"""The Store contract: what a session store must do, and what it may do better.
+
+A store needs only four methods, the ones of the original elysia-session
+package with the request's ``environ`` in place of its context::
+
+    get_session(id, environ) -> SessionRecord | None
+    create_session(data, id, environ) -> None
+    persist_session(data, id, environ) -> None
+    delete_session(id, environ) -> None
+
+``data`` is a :class:`SessionRecord`: a JSON-serializable dict.  Everything
+else here has a working default built on those four, which a store overrides
+when its medium can do better (atomic change sets, a cheaper expiry refresh,
+request locks, cleanup of expired records).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import secrets
+from dataclasses import dataclass, field
+from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Tuple, TypedDict
+
+from .errors import SessionError
+
+__all__ = ["Store", "SessionRecord", "SessionChanges", "SessionLock", "generate_session_id", "storage_key"]
+
+log = logging.getLogger("wsgisession")
+
+WSGIEnviron = Dict[str, Any]
+
+
+class SessionRecord(TypedDict):
+    """One stored session, as JSON-compatible data.
+
+    ``data`` maps keys to encoded values (see ``wsgisession.serialization``);
+    ``flash`` lists the keys of ``data`` that are flash values; ``created`` and
+    ``refreshed`` are Unix times; ``expires`` is when the record dies unless
+    refreshed (None for never), for stores that expire records natively.
+    """
+
+    data: Dict[str, Any]
+    flash: List[str]
+    created: float
+    refreshed: float
+    expires: Optional[float]
+
+
+@dataclass(frozen=True)
+class SessionChanges:
+    """What one request changed in a session, to apply to the current record.
+
+    Applying changes instead of the whole snapshot a request loaded is what keeps
+    concurrent requests from erasing each other's keys.
+    """
+
+    #: Keys set by this request, with their encoded values.
+    set: Mapping[str, Any] = field(default_factory=dict)
+    #: Keys deleted by this request.
+    deleted: FrozenSet[str] = frozenset()
+    #: Keys of ``set`` that are flash values.
+    flash: FrozenSet[str] = frozenset()
+    #: True when the request called ``clear()``: every key not in ``set`` goes.
+    cleared: bool = False
+    #: The new refresh time and expiry of the record.
+    refreshed: float = 0.0
+    expires: Optional[float] = None
+
+    @property
+    def changes_data(self) -> bool:
+        """False when only the expiry is refreshed."""
+        return bool(self.set or self.deleted or self.cleared)
+
+    def apply_to(self, record: SessionRecord) -> SessionRecord:
+        """Return a new record: ``record`` with these changes applied."""
+        data = {} if self.cleared else dict(record["data"])
+        flash = set() if self.cleared else set(record["flash"])
+        for key in self.deleted:
+            data.pop(key, None)
+            flash.discard(key)
+        for key, value in self.set.items():
+            data[key] = value
+            if key in self.flash:
+                flash.add(key)
+            else:
+                flash.discard(key)
+        return {
+            "data": data,
+            "flash": sorted(flash),
+            "created": record["created"],
+            "refreshed": self.refreshed,
+            "expires": self.expires,
+        }
+
+
+class SessionLock:
+    """A held per-session request lock; ``release()`` gives it up (idempotent)."""
+
+    def release(self) -> None:
+        """Give the lock up.  Calling it again does nothing."""
+
+
+_SESSION_ID = re.compile(r"[A-Za-z0-9_-]{43}")
+
+
+def generate_session_id() -> str:
+    """A new session id: 256 random bits from ``secrets``, URL-safe, 43 characters."""
+    return secrets.token_urlsafe(32)
+
+
+def storage_key(session_id: str) -> str:
+    """The key a session is stored under: the SHA-256 hex digest of its id.
+
+    The id in the browser's cookie is then never what sits in the table, so a
+    leaked table or backup can not be replayed as cookies.
+    """
+    return hashlib.sha256(session_id.encode("ascii")).hexdigest()
+
+
+class Store:
+    """Base class for session stores.
+
+    Subclasses implement the four basic methods.  Every other method has a
+    default built on them, correct but not atomic against concurrent requests
+    (the last writer of a key wins); override them to do better.
+    """
+
+    #: True for stores that keep the whole session in the cookie itself (the
+    #: cookie value then carries the data, see :meth:`cookie_value`).
+    client_side: bool = False
+
+    # -- the four basic methods ------------------------------------------------
+
+    def get_session(self, id: str, environ: WSGIEnviron) -> Optional[SessionRecord]:
+        """Return the record stored for ``id``, or None when there is none."""
+        raise NotImplementedError
+
+    def create_session(self, data: SessionRecord, id: str, environ: WSGIEnviron) -> None:
+        """Store a new record for ``id``."""
+        raise NotImplementedError
+
+    def persist_session(self, data: SessionRecord, id: str, environ: WSGIEnviron) -> None:
+        """Replace the record stored for ``id``."""
+        raise NotImplementedError
+
+    def delete_session(self, id: str, environ: WSGIEnviron) -> None:
+        """Remove the record for ``id``; removing a missing one is not an error."""
+        raise NotImplementedError
+
+    # -- optional, with defaults built on the four --------------------------------
+
+    def load_session(self, cookie_value: str, environ: WSGIEnviron) -> Optional[Tuple[str, SessionRecord]]:
+        """Return ``(id, record)`` for a cookie value, or None for a fresh session.
+
+        The default accepts only values shaped like the ids this package makes,
+        so a client-chosen string never reaches the store.
+        """
+        if not self.is_valid_id(cookie_value):
+            log.debug("rejected a session cookie that is not a session id")
+            return None
+        record = self.get_session(cookie_value, environ)
+        if record is None:
+            log.debug("no stored session for the cookie's id")
+            return None
+        return cookie_value, record
+
+    def is_valid_id(self, value: str) -> bool:
+        """True when ``value`` has the shape of a session id (not that it exists)."""
+        return _SESSION_ID.fullmatch(value) is not None
+
+    def cookie_value(self, id: str, data: SessionRecord) -> str:
+        """The value to put in the cookie for this session: its id, for server-side stores."""
+        return id
+
+    def apply_changes(self, id: str, changes: SessionChanges, environ: WSGIEnviron) -> bool:
+        """Apply one request's changes to the stored record; False when it is gone.
+
+        Returning False (the session was deleted or regenerated meanwhile) drops
+        the changes: a logged-out session is never brought back.  The default
+        reads, merges and persists, which is not atomic; override it to make
+        concurrent requests on one session keep each other's keys.
+        """
+        record = self.get_session(id, environ)
+        if record is None:
+            return False
+        self.persist_session(changes.apply_to(record), id, environ)
+        return True
+
+    def consume_flash(self, id: str, key: str, environ: WSGIEnviron) -> bool:
+        """Remove flash value ``key`` from the stored record; True if this call removed it.
+
+        False means another request consumed it first, so the caller must not
+        show it.  The default reads and persists, which is not atomic.
+        """
+        record = self.get_session(id, environ)
+        if record is None or key not in record["flash"]:
+            return False
+        record["data"].pop(key, None)
+        record["flash"] = [flash_key for flash_key in record["flash"] if flash_key != key]
+        self.persist_session(record, id, environ)
+        return True
+
+    def lock_session(self, id: str, timeout: float, environ: WSGIEnviron) -> SessionLock:
+        """Hold the per-session request lock for ``id`` until ``release()``.
+
+        Raises ``SessionLockTimeout`` after ``timeout`` seconds.  The base class
+        has no lock; stores that support ``lock=True`` override this.
+        """
+        raise SessionError(f"{type(self).__name__} does not support per-session locks (lock=True)")
+
+    def cleanup(self) -> int:
+        """Delete expired records and return how many; stores that expire natively return 0."""
+        return 0
+
+    def close(self) -> None:
+        """Release connections or other resources the store holds."""

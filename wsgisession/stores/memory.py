@@ -1,0 +1,174 @@
+"""MemoryStore: sessions in this process's memory, behind one lock.
+
+For development, tests and single-process servers.  Every worker process has
+its own memory, so under several gunicorn workers each sees different sessions:
+use the SQLAlchemy or Redis store there.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from typing import Callable, Dict, Optional
+
+from ..errors import SessionLockTimeout
+from ..serialization import copy_data
+from ..store import SessionChanges, SessionLock, SessionRecord, Store, WSGIEnviron
+
+__all__ = ["MemoryStore"]
+
+# Expired records looked at per write; the sweep is amortized over writes
+# instead of running in a background thread.
+_SWEEP_PER_WRITE = 8
+
+
+class MemoryStore(Store):
+    """An in-process store: one lock, data copied in and out, bounded in size.
+
+    At most ``max_entries`` sessions are kept; past that the least recently
+    used is evicted, so a flood of new visitors can not exhaust memory.
+    """
+
+    def __init__(self, *, max_entries: int = 100_000, clock: Callable[[], float] = time.time) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
+        self.max_entries = max_entries
+        self._clock = clock
+        self._records: OrderedDict[str, SessionRecord] = OrderedDict()
+        self._mutex = threading.Lock()
+        self._request_locks: Dict[str, _RequestLock] = {}
+
+    def __len__(self) -> int:
+        with self._mutex:
+            return len(self._records)
+
+    def _live(self, id: str) -> Optional[SessionRecord]:
+        # The caller holds self._mutex.
+        record = self._records.get(id)
+        if record is None:
+            return None
+        expires = record["expires"]
+        if expires is not None and self._clock() >= expires:
+            del self._records[id]
+            return None
+        self._records.move_to_end(id)
+        return record
+
+    def _put(self, id: str, record: SessionRecord) -> None:
+        # The caller holds self._mutex.
+        self._records[id] = record
+        self._records.move_to_end(id)
+        self._sweep()
+        while len(self._records) > self.max_entries:
+            self._records.popitem(last=False)
+
+    def _sweep(self) -> None:
+        now = self._clock()
+        for _ in range(_SWEEP_PER_WRITE):
+            oldest_id = next(iter(self._records), None)
+            if oldest_id is None:
+                return
+            expires = self._records[oldest_id]["expires"]
+            if expires is None or now < expires:
+                return
+            del self._records[oldest_id]
+
+    def get_session(self, id: str, environ: WSGIEnviron) -> Optional[SessionRecord]:
+        with self._mutex:
+            record = self._live(id)
+            return None if record is None else copy_data(record)
+
+    def create_session(self, data: SessionRecord, id: str, environ: WSGIEnviron) -> None:
+        copied = copy_data(data)
+        with self._mutex:
+            self._put(id, copied)
+
+    def persist_session(self, data: SessionRecord, id: str, environ: WSGIEnviron) -> None:
+        copied = copy_data(data)
+        with self._mutex:
+            self._put(id, copied)
+
+    def delete_session(self, id: str, environ: WSGIEnviron) -> None:
+        with self._mutex:
+            self._records.pop(id, None)
+
+    def apply_changes(self, id: str, changes: SessionChanges, environ: WSGIEnviron) -> bool:
+        # Applied under the store's lock to the current record: concurrent
+        # requests keep each other's keys, and a deleted session stays deleted.
+        copied = SessionChanges(
+            set=copy_data(dict(changes.set)),
+            deleted=changes.deleted,
+            flash=changes.flash,
+            cleared=changes.cleared,
+            refreshed=changes.refreshed,
+            expires=changes.expires,
+        )
+        with self._mutex:
+            record = self._live(id)
+            if record is None:
+                return False
+            self._put(id, copied.apply_to(record))
+            return True
+
+    def consume_flash(self, id: str, key: str, environ: WSGIEnviron) -> bool:
+        with self._mutex:
+            record = self._live(id)
+            if record is None or key not in record["flash"]:
+                return False
+            record["data"].pop(key, None)
+            record["flash"].remove(key)
+            return True
+
+    def lock_session(self, id: str, timeout: float, environ: WSGIEnviron) -> SessionLock:
+        with self._mutex:
+            lock = self._request_locks.get(id)
+            if lock is None:
+                lock = self._request_locks[id] = _RequestLock(self, id)
+            lock.waiters += 1
+        if not lock.mutex.acquire(timeout=timeout):
+            self._forget_waiter(lock)
+            raise SessionLockTimeout(f"MemoryStore: the session's request lock was not free within {timeout} s")
+        return _HeldLock(lock)
+
+    def _forget_waiter(self, lock: _RequestLock) -> None:
+        with self._mutex:
+            lock.waiters -= 1
+            if lock.waiters == 0:
+                del self._request_locks[lock.id]
+
+    def cleanup(self) -> int:
+        """Delete every expired record now and return how many."""
+        now = self._clock()
+        with self._mutex:
+            expired = [
+                id for id, record in self._records.items() if record["expires"] is not None and now >= record["expires"]
+            ]
+            for id in expired:
+                del self._records[id]
+        return len(expired)
+
+
+class _RequestLock:
+    """One session's request lock and how many requests hold or wait for it."""
+
+    __slots__ = ("store", "id", "mutex", "waiters")
+
+    def __init__(self, store: MemoryStore, id: str) -> None:
+        self.store = store
+        self.id = id
+        self.mutex = threading.Lock()
+        self.waiters = 0
+
+
+class _HeldLock(SessionLock):
+    __slots__ = ("_lock",)
+
+    def __init__(self, lock: _RequestLock) -> None:
+        self._lock: Optional[_RequestLock] = lock
+
+    def release(self) -> None:
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.mutex.release()
+            lock.store._forget_waiter(lock)
