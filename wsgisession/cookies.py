@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Mapping, Optional, Union
 
 from werkzeug.http import dump_cookie, parse_cookie
 
 from .errors import SessionCookieTooLarge
+
+log = logging.getLogger("wsgisession")
 
 #: Browsers keep cookies up to 4096 bytes, name, value and attributes together.
 BROWSER_COOKIE_LIMIT = 4096
@@ -68,11 +71,18 @@ class CookieOptions:
     def read(self, environ: Mapping[str, Any]) -> Optional[str]:
         """The session cookie's value from the request, or None."""
         header = environ.get("HTTP_COOKIE")
-        # Most requests without our cookie are answered by this substring test
-        # alone; werkzeug does the actual parsing.
+        # Most requests without our cookie are answered by this substring test.
         if not header or self.name not in header:
             return None
-        return parse_cookie(header).get(self.name)
+        # Only the pairs that may be ours go to werkzeug's parser: it is
+        # faster, and other cookies' bytes (not always valid UTF-8) can not
+        # break the session.
+        ours = ";".join(pair for pair in header.split(";") if self.name in pair)
+        try:
+            return parse_cookie(ours).get(self.name)
+        except ValueError:
+            log.debug("rejected a session cookie that is not valid UTF-8")
+            return None
 
     def is_secure(self, environ: Mapping[str, Any]) -> bool:
         """Whether the cookie gets the Secure attribute for this request."""

@@ -84,7 +84,7 @@ def encode_value(value: Any) -> Any:
         return int(value)
     if isinstance(value, float):
         return encode_value(float(value))
-    raise TypeError(f"a {kind.__name__} can not be stored in a session (JSON only, see the docs)")
+    raise TypeError(f"values of type {kind.__name__} can not be stored in a session (JSON and the tagged types only)")
 
 
 _DECODERS: Dict[str, Callable[[Any], Any]] = {

@@ -43,6 +43,10 @@ CookieUpdate = Tuple[str, Optional[int]]
 EXPIRE_COOKIE: CookieUpdate = ("", 0)
 
 
+class _UnstorableValue(TypeError):
+    """A session value that has no JSON form; raised naming its key."""
+
+
 def _store_failure(store: Store, action: str, exc: Exception) -> SessionStoreError:
     return SessionStoreError(f"{type(store).__name__} could not {action}: {type(exc).__name__}: {exc}")
 
@@ -437,7 +441,7 @@ class Session(MutableMapping[str, Any]):
         try:
             return encode_value(value)
         except (TypeError, ValueError, RecursionError) as exc:
-            raise TypeError(f"session key {key!r} can not be stored: {exc}") from None
+            raise _UnstorableValue(f"session key {key!r} can not be stored: {exc}") from None
 
     def _mutated_reads(self) -> Dict[str, Any]:
         # Values handed out by a read and changed in place since (s["cart"].append(x)).
@@ -516,7 +520,7 @@ class Session(MutableMapping[str, Any]):
             try:
                 update = self._save(headers_open)
                 self._delete_old_records()
-            except SessionError:
+            except (SessionError, _UnstorableValue):
                 raise
             except Exception as exc:
                 raise _store_failure(self._store, "save the session", exc) from exc

@@ -1,0 +1,1 @@
+"""Runnable examples; each is imported and driven by a test in tests/."""
