@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Mapping, Optional, Union
 
-from werkzeug.http import dump_cookie, parse_cookie
+from werkzeug.http import dump_cookie
+from werkzeug.sansio.http import parse_cookie as parse_cookie_pairs
 
 from .errors import SessionCookieTooLarge
 
@@ -76,13 +77,18 @@ class CookieOptions:
             return None
         # Only the pairs that may be ours go to werkzeug's parser: it is
         # faster, and other cookies' bytes (not always valid UTF-8) can not
-        # break the session.
+        # break the session.  Browsers send the most specific cookie first.
         ours = ";".join(pair for pair in header.split(";") if self.name in pair)
         try:
-            return parse_cookie(ours).get(self.name)
-        except ValueError:
+            # WSGI gives the header as latin-1 text; cookies are UTF-8 bytes.
+            pairs = parse_cookie_pairs(ours.encode("latin-1").decode("utf-8"), cls=list)  # type: ignore[arg-type]
+        except UnicodeError:
             log.debug("rejected a session cookie that is not valid UTF-8")
             return None
+        for name, value in pairs:
+            if name == self.name:
+                return value  # type: ignore[no-any-return]
+        return None
 
     def is_secure(self, environ: Mapping[str, Any]) -> bool:
         """Whether the cookie gets the Secure attribute for this request."""

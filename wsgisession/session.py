@@ -141,7 +141,9 @@ class Session(MutableMapping[str, Any]):
 
     def _adopt(self, session_id: str, record: SessionRecord, now: float) -> None:
         try:
-            stored = dict(record["data"])
+            stored = record["data"]  # the store hands over a record the session may keep
+            if type(stored) is not dict:
+                raise TypeError(f"data is a {type(stored).__name__}, not a dict")
             values = {key: decode_value(value) for key, value in stored.items()}
             stored_flash = set(record["flash"])
             created = float(record["created"])
@@ -517,6 +519,10 @@ class Session(MutableMapping[str, Any]):
         with self._mutex:
             if not self._loaded:
                 return None
+            if not (self._dirty or self._read_keys or self._new or self._ids_to_delete or self._gone) and not (
+                headers_open and self._policy.refresh_due(self._refreshed, self._policy.now())
+            ):
+                return None  # the common read-only request: nothing to save
             try:
                 update = self._save(headers_open)
                 self._delete_old_records()

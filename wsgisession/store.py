@@ -48,12 +48,14 @@ class SessionRecord(TypedDict):
     expires: Optional[float]
 
 
-@dataclass(frozen=True)
+@dataclass
 class SessionChanges:
     """What one request changed in a session, to apply to the current record.
 
     Applying changes instead of the whole snapshot a request loaded is what keeps
-    concurrent requests from erasing each other's keys.
+    concurrent requests from erasing each other's keys.  Stores read it and
+    never modify it (it is not frozen only because frozen dataclasses are slow
+    to build, and one is built per write).
     """
 
     #: Keys set by this request, with their encoded values.
@@ -134,7 +136,11 @@ class Store:
     # -- the four basic methods ------------------------------------------------
 
     def get_session(self, id: str, environ: WSGIEnviron) -> Optional[SessionRecord]:
-        """Return the record stored for ``id``, or None when there is none."""
+        """Return the record stored for ``id``, or None when there is none.
+
+        The caller may keep the returned dicts and lists: return fresh ones (or
+        copies), never the store's own.
+        """
         raise NotImplementedError
 
     def create_session(self, data: SessionRecord, id: str, environ: WSGIEnviron) -> None:

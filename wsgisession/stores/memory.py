@@ -77,7 +77,19 @@ class MemoryStore(Store):
     def get_session(self, id: str, environ: WSGIEnviron) -> Optional[SessionRecord]:
         with self._mutex:
             record = self._live(id)
-            return None if record is None else copy_data(record)
+            if record is None:
+                return None
+            # Records are copied deeply on the way in.  On the way out the
+            # containers the store mutates are copied; the encoded values are
+            # shared because the session decodes them into new objects before
+            # any handler sees them, and never writes into them.
+            return {
+                "data": dict(record["data"]),
+                "flash": list(record["flash"]),
+                "created": record["created"],
+                "refreshed": record["refreshed"],
+                "expires": record["expires"],
+            }
 
     def create_session(self, data: SessionRecord, id: str, environ: WSGIEnviron) -> None:
         copied = copy_data(data)
@@ -96,19 +108,14 @@ class MemoryStore(Store):
     def apply_changes(self, id: str, changes: SessionChanges, environ: WSGIEnviron) -> bool:
         # Applied under the store's lock to the current record: concurrent
         # requests keep each other's keys, and a deleted session stays deleted.
-        copied = SessionChanges(
-            set=copy_data(dict(changes.set)),
-            deleted=changes.deleted,
-            flash=changes.flash,
-            cleared=changes.cleared,
-            refreshed=changes.refreshed,
-            expires=changes.expires,
-        )
         with self._mutex:
             record = self._live(id)
             if record is None:
                 return False
-            self._put(id, copied.apply_to(record))
+            updated = changes.apply_to(record)
+            for key in changes.set:
+                updated["data"][key] = copy_data(updated["data"][key])
+            self._put(id, updated)
             return True
 
     def consume_flash(self, id: str, key: str, environ: WSGIEnviron) -> bool:
