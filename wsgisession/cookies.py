@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping, Optional, Union
+from typing import Any, List, Mapping, Optional, Tuple, Union
 
 from werkzeug.http import dump_cookie
 from werkzeug.sansio.http import parse_cookie as parse_cookie_pairs
@@ -81,13 +81,15 @@ class CookieOptions:
         ours = ";".join(pair for pair in header.split(";") if self.name in pair)
         try:
             # WSGI gives the header as latin-1 text; cookies are UTF-8 bytes.
-            pairs = parse_cookie_pairs(ours.encode("latin-1").decode("utf-8"), cls=list)  # type: ignore[arg-type]
+            text = ours.encode("latin-1").decode("utf-8")
         except UnicodeError:
             log.debug("rejected a session cookie that is not valid UTF-8")
             return None
+        # cls=list keeps werkzeug's (name, value) pairs without building a MultiDict.
+        pairs: List[Tuple[str, str]] = parse_cookie_pairs(text, cls=list)  # type: ignore[arg-type,assignment]
         for name, value in pairs:
             if name == self.name:
-                return value  # type: ignore[no-any-return]
+                return value
         return None
 
     def is_secure(self, environ: Mapping[str, Any]) -> bool:
