@@ -64,7 +64,7 @@ class Session(MutableMapping[str, Any]):
     __slots__ = (
         "_store", "_policy", "_environ", "_cookie", "_cookie_value", "_lock_timeout", "_mutex", "_loaded",
         "_id", "_new", "_created", "_refreshed", "_values", "_flash", "_stored", "_stored_flash",
-        "_set_keys", "_deleted_keys", "_cleared", "_read_keys", "_dirty", "_ids_to_delete",
+        "_set_keys", "_deleted_keys", "_cleared", "_read_keys", "_dirty", "_flash_consumed", "_ids_to_delete",
         "_lock", "_gone",
     )  # fmt: skip
 
@@ -81,6 +81,7 @@ class Session(MutableMapping[str, Any]):
     _cleared: bool
     _read_keys: Set[str]
     _dirty: bool
+    _flash_consumed: bool
     _ids_to_delete: List[str]
     _gone: bool
 
@@ -187,6 +188,7 @@ class Session(MutableMapping[str, Any]):
         self._deleted_keys = set()
         self._cleared = False
         self._dirty = False
+        self._flash_consumed = False
 
     # -- reading ---------------------------------------------------------------
 
@@ -202,6 +204,7 @@ class Session(MutableMapping[str, Any]):
                     # concurrent requests can not both show it.
                     if not self._consume_stored_flash(key):
                         value = default
+                    self._flash_consumed = True  # a cookie store must re-issue the cookie without it
                     self._stored.pop(key, None)
                     self._stored_flash.discard(key)
                 self._remove(key)
@@ -554,7 +557,8 @@ class Session(MutableMapping[str, Any]):
         changes = self._collect_changes()
         refresh = headers_open and policy.refresh_due(self._refreshed, now)
         if store.client_side:
-            if not (self._dirty or changes or refresh):
+            if changes is None and not refresh and not self._flash_consumed:
+                self._dirty = False  # e.g. a key set to the value it had: the cookie stays as it is
                 return None
             if not headers_open:
                 log.warning(
