@@ -184,7 +184,7 @@ def test_cookie_max_age_follows_expire_after(make_app: Callable[..., TestApp]) -
 def test_default_cookie_attributes(make_app: Callable[..., TestApp]) -> None:
     set_cookie = make_app(counter_app).get("/").headers["Set-Cookie"]
     attributes = {part.strip().split("=")[0] for part in set_cookie.split(";")[1:]}
-    assert attributes == {"Expires", "Max-Age", "HttpOnly", "Path", "SameSite"}
+    assert attributes == {"Max-Age", "HttpOnly", "Path", "SameSite"}
     assert "SameSite=Lax" in set_cookie and "Path=/" in set_cookie and "Max-Age=1209600" in set_cookie
 
 
