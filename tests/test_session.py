@@ -238,3 +238,18 @@ def test_repr_does_not_leak_the_id(make_app: Callable[..., TestApp]) -> None:
 
     text, session_id = run(make_app, handler)
     assert session_id not in text and "user" in text
+
+
+def test_popitem_takes_flash_values_once(make_app: Callable[..., TestApp]) -> None:
+    def handler(session: Session, environ: dict) -> Any:
+        if environ["PATH_INFO"] == "/set":
+            session.flash("notice", "hi")
+            return None
+        taken = [session.popitem()]
+        with pytest.raises(KeyError):
+            session.popitem()
+        return taken
+
+    app = make_app(handler)
+    app.get("/set")
+    assert app.get("/").json == [["notice", "hi"]]

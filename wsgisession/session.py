@@ -329,6 +329,16 @@ class Session(MutableMapping[str, Any]):
                 self._remove(key)
             return value
 
+    def popitem(self) -> Tuple[str, Any]:
+        """Remove some key and return it with its value; KeyError when empty."""
+        with self._mutex:
+            self._ensure_loaded()
+            for key in list(self._values):
+                value = self.pop(key, _MISSING)
+                if value is not _MISSING:  # a flash value another request consumed is skipped
+                    return key, value
+            raise KeyError("popitem(): the session is empty")
+
     def setdefault(self, key: str, default: Any = None) -> Any:
         """``session[key]`` if present, else set it to ``default`` and return that."""
         with self._mutex:

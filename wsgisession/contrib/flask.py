@@ -1,0 +1,206 @@
+"""Flask integration: ``flask.session`` and ``flash()`` backed by a wsgisession store.
+
+::
+
+    from flask import Flask
+    from wsgisession.contrib.flask import WsgiSession
+
+    app = Flask(__name__)
+    app.config["WSGISESSION_STORE"] = "sqlite:///sessions.sqlite3"
+    WsgiSession(app)
+
+``init_app`` wraps ``app.wsgi_app`` in :class:`~wsgisession.SessionMiddleware`
+and installs :class:`WsgiSessionInterface`, whose ``open_session`` only wraps
+the session the middleware put in ``environ``.  The middleware, not Flask's
+``save_session``, commits: so the cookie is decided when the response starts
+(after every ``after_request`` function), changes made while a streamed body
+is sent are still saved, a 5xx response persists nothing, and the request lock
+is held until the body is closed.  Those guarantees are the same as for any
+other WSGI app.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Dict, Optional
+
+from flask import Flask, Request, Response
+from flask.sessions import SessionInterface, SessionMixin
+
+from ..errors import SessionError
+from ..middleware import SessionMiddleware
+from ..session import Session
+from ..store import Store, WSGIEnviron
+from . import SessionProxy, commit_to_set_cookie, open_session, store_from_url
+
+__all__ = ["WsgiSession", "WsgiSessionInterface", "FlaskSession", "options_from_config"]
+
+#: Where ``init_app`` records the app's middleware, in ``app.extensions``.
+EXTENSION_NAME = "wsgisession"
+
+# Optional config keys of our own, and the middleware option each sets.
+_OWN_OPTIONS = {
+    "WSGISESSION_EXPIRE_AFTER": "expire_after",
+    "WSGISESSION_MAX_LIFETIME": "max_lifetime",
+    "WSGISESSION_REFRESH_INTERVAL": "refresh_interval",
+    "WSGISESSION_LOCK": "lock",
+    "WSGISESSION_LOCK_TIMEOUT": "lock_timeout",
+    "WSGISESSION_ENVIRON_KEY": "environ_key",
+}
+
+
+class FlaskSession(SessionProxy, SessionMixin):  # type: ignore[override]  # read-only ``new``
+    """``flask.session``: a wsgisession :class:`~wsgisession.Session` under Flask's session API.
+
+    Every session is permanent: it lives for ``PERMANENT_SESSION_LIFETIME``
+    after its last use and its cookie carries that Max-Age.  ``modified`` is
+    True when the request changed the session, in-place changes included.
+    """
+
+    def __init__(self, session: Session, opened_for: Optional[WSGIEnviron] = None) -> None:
+        super().__init__(session)
+        #: Set by Flask whenever the ``flask.session`` proxy is used.
+        self.accessed = False
+        # The environ of a request that did not pass through the middleware
+        # (test_request_context, session_transaction): save_session commits.
+        self.opened_for = opened_for
+        self._marked_modified = False
+
+    @property
+    def permanent(self) -> bool:
+        """Always True: the idle timeout is enforced on the server for every session."""
+        return True
+
+    @permanent.setter
+    def permanent(self, value: bool) -> None:
+        if not value:
+            raise SessionError(
+                "wsgisession sessions are always permanent: each lives for PERMANENT_SESSION_LIFETIME "
+                "(or WSGISESSION_EXPIRE_AFTER) after its last use; browser-session cookies need "
+                "WSGISESSION_EXPIRE_AFTER = None and no WSGISESSION_MAX_LIFETIME"
+            )
+
+    @property
+    def modified(self) -> bool:
+        """True when this request changed the session, or code set ``modified = True``."""
+        return self._marked_modified or self.wrapped.modified
+
+    @modified.setter
+    def modified(self, value: bool) -> None:
+        # Flask code sets this after changing a value in place.  The Session
+        # already saves in-place changes to every value it handed out, so the
+        # flag needs no extra write; it is kept so reading it back agrees.
+        self._marked_modified = bool(value)
+
+
+class WsgiSessionInterface(SessionInterface):
+    """Flask's session interface over a :class:`SessionMiddleware`.
+
+    ``open_session`` wraps the session the middleware opened for the request.
+    Requests that did not pass through it (``app.test_request_context()``, the
+    test client's ``session_transaction()``) get a session opened here with the
+    middleware's settings, which ``save_session`` then commits.
+    """
+
+    def __init__(self, middleware: SessionMiddleware) -> None:
+        self.middleware = middleware
+
+    def open_session(self, app: Flask, request: Request) -> FlaskSession:
+        environ = request.environ
+        session = environ.get(self.middleware.environ_key)
+        if isinstance(session, Session):
+            return FlaskSession(session)
+        # Flask calls save_session for the test client's session_transaction()
+        # but not for test_request_context(): such a session is never locked.
+        return FlaskSession(open_session(self.middleware, environ, locked=False), opened_for=environ)
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        if not isinstance(session, FlaskSession) or session.opened_for is None:
+            return  # the middleware commits when the response starts
+        wrapped = session.wrapped
+        try:
+            if wrapped.accessed:
+                response.vary.add("Cookie")
+                if response.status_code < 500:
+                    set_cookie = commit_to_set_cookie(wrapped, self.middleware.cookie, session.opened_for)
+                    if set_cookie is not None:
+                        response.headers.add("Set-Cookie", set_cookie)
+        finally:
+            wrapped.finish(persist=False)
+
+
+def options_from_config(
+    app: Flask, *, store: Optional[Store] = None, clock: Callable[[], float] = time.time
+) -> Dict[str, Any]:
+    """``SessionMiddleware`` keyword arguments from the app's config.
+
+    Reads Flask's keys (``PERMANENT_SESSION_LIFETIME``, ``SESSION_COOKIE_*``,
+    ``SECRET_KEY`` for a cookie store) and ours (``WSGISESSION_STORE``, a Store
+    or a URL, used unless ``store`` is given, and ``WSGISESSION_*``); raises ``ValueError`` for settings it can
+    not honour rather than ignoring them.
+    """
+    config = app.config
+    if config.get("SESSION_TYPE") and "WSGISESSION_STORE" not in config:
+        raise ValueError(
+            "SESSION_TYPE is a Flask-Session setting; set WSGISESSION_STORE to a store or a URL "
+            "(memory, cookie, redis://..., sqlite:///...) instead"
+        )
+    if config.get("SESSION_PERMANENT", True) is False:
+        raise ValueError("SESSION_PERMANENT = False is not supported: every wsgisession session is permanent")
+    cookie_options: Dict[str, Any] = {
+        "path": config.get("SESSION_COOKIE_PATH") or config.get("APPLICATION_ROOT") or "/",
+        "domain": config.get("SESSION_COOKIE_DOMAIN") or None,
+        "secure": config.get("SESSION_COOKIE_SECURE", False),
+        "httponly": config.get("SESSION_COOKIE_HTTPONLY", True),
+        "partitioned": config.get("SESSION_COOKIE_PARTITIONED", False),
+    }
+    if config.get("SESSION_COOKIE_SAMESITE"):
+        cookie_options["samesite"] = config["SESSION_COOKIE_SAMESITE"]
+    # Flask's default None keeps wsgisession's Lax; WSGISESSION_COOKIE_OPTIONS
+    # = {"samesite": None} leaves the attribute out.
+    cookie_options.update(config.get("WSGISESSION_COOKIE_OPTIONS") or {})
+    options: Dict[str, Any] = {
+        "cookie_name": config.get("SESSION_COOKIE_NAME") or "session",
+        "expire_after": app.permanent_session_lifetime,
+        "cookie_options": cookie_options,
+        "clock": clock,
+    }
+    for key, option in _OWN_OPTIONS.items():
+        if key in config:
+            options[option] = config[key]
+    if store is None:
+        store = config.get("WSGISESSION_STORE", "memory")
+    if isinstance(store, str):
+        secret_keys = [*(config.get("SECRET_KEY_FALLBACKS") or []), config.get("SECRET_KEY")]
+        secret_keys = [key for key in secret_keys if key]
+        store = store_from_url(store, secret_key=secret_keys, clock=clock)
+    options["store"] = store
+    return options
+
+
+class WsgiSession:
+    """The Flask extension: ``WsgiSession(app)``, or ``WsgiSession()`` then ``init_app(app)``.
+
+    Keyword arguments are ``SessionMiddleware`` options and win over the app's
+    config; ``store`` may be given here or as ``WSGISESSION_STORE``.
+    """
+
+    def __init__(self, app: Optional[Flask] = None, store: Optional[Store] = None, **options: Any) -> None:
+        self.store = store
+        self.options = options
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> SessionMiddleware:
+        """Wrap ``app.wsgi_app`` in the middleware and install the session interface; returns the middleware."""
+        if EXTENSION_NAME in app.extensions:
+            raise RuntimeError("wsgisession is already set up on this app")
+        options = options_from_config(app, store=self.store, clock=self.options.get("clock", time.time))
+        explicit = dict(self.options)
+        options["cookie_options"] = {**options["cookie_options"], **(explicit.pop("cookie_options", None) or {})}
+        options.update(explicit)
+        middleware = SessionMiddleware(app.wsgi_app, **options)
+        app.wsgi_app = middleware  # type: ignore[method-assign]
+        app.session_interface = WsgiSessionInterface(middleware)
+        app.extensions[EXTENSION_NAME] = middleware
+        return middleware
