@@ -73,40 +73,47 @@ class SessionMiddleware:
     def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
         session = Session(self.store, self.policy, self.cookie, environ, self.lock_timeout)
         environ[self.environ_key] = session
-        response = _Response(session)
-
-        def session_start_response(status: str, headers: Headers, exc_info: Any = None) -> Callable[[bytes], Any]:
-            if session.accessed:
-                headers = self._session_headers(session, status, headers, environ, response)
-            return start_response(status, headers, exc_info)
-
+        response = _Response(self, session, environ, start_response)
         try:
-            body = self.app(environ, session_start_response)
+            body = self.app(environ, response.start_response)
         except BaseException:
             session.finish(persist=False)
             raise
         if not session.accessed and type(body) is list:
             # A finished list body can no longer touch the session: nothing to do.
             return body
-        return _ClosingBody(body, response)
+        response.body = body
+        return response
 
-    def _session_headers(
-        self, session: Session, status: str, headers: Headers, environ: WSGIEnviron, response: _Response
-    ) -> Headers:
+    def session_headers(self, session: Session, status: str, headers: Headers, environ: WSGIEnviron) -> Headers:
+        """``headers`` plus what the session adds when the response starts: Vary and Set-Cookie.
+
+        Commits the session (saving it to the store) unless ``status`` is a
+        server error.  Integrations that start responses themselves use it.
+        """
         headers = list(headers)
         if not _varies_on_cookie(headers):
             headers.append(("Vary", "Cookie"))
         if status[:1] == "5":
-            response.failed = True  # nothing is persisted for a server error
-            return headers
-        update = session.commit(headers_open=True)
-        if update is not None:
-            if update is EXPIRE_COOKIE:
-                headers.append(("Set-Cookie", self.cookie.expire_header(environ)))
-            else:
-                value, max_age = update
-                headers.append(("Set-Cookie", self.cookie.set_header(value, max_age, environ)))
+            return headers  # nothing is persisted for a server error
+        set_cookie = self.commit_session(session, environ)
+        if set_cookie is not None:
+            headers.append(("Set-Cookie", set_cookie))
         return headers
+
+    def commit_session(self, session: Session, environ: WSGIEnviron) -> Optional[str]:
+        """Save the session's changes; return the Set-Cookie value the response needs, or None.
+
+        Integrations that set headers on their framework's response object
+        call it when the response starts (and skip it for server errors).
+        """
+        update = session.commit(headers_open=True)
+        if update is None:
+            return None
+        if update is EXPIRE_COOKIE:
+            return self.cookie.expire_header(environ)
+        value, max_age = update
+        return self.cookie.set_header(value, max_age, environ)
 
 
 def _varies_on_cookie(headers: Headers) -> bool:
@@ -119,38 +126,45 @@ def _varies_on_cookie(headers: Headers) -> bool:
 
 
 class _Response:
-    """What the middleware learned about the response so far."""
+    """One request's response: the wrapped ``start_response``, then the body passed through.
 
-    __slots__ = ("session", "failed")
+    On ``close()`` the session saves changes made while the body streamed
+    (unless the response failed) and releases its request lock.
+    """
 
-    def __init__(self, session: Session) -> None:
-        self.session = session
-        self.failed = False
+    __slots__ = ("_middleware", "_session", "_environ", "_start_response", "body", "_failed")
 
+    def __init__(
+        self, middleware: SessionMiddleware, session: Session, environ: WSGIEnviron, start_response: StartResponse
+    ) -> None:
+        self._middleware = middleware
+        self._session = session
+        self._environ = environ
+        self._start_response = start_response
+        self.body: Iterable[bytes] = ()
+        self._failed = False
 
-class _ClosingBody:
-    """The app's body, passed through; on close the session saves late changes and unlocks."""
-
-    __slots__ = ("_body", "_response")
-
-    def __init__(self, body: Iterable[bytes], response: _Response) -> None:
-        self._body = body
-        self._response = response
+    def start_response(self, status: str, headers: Headers, exc_info: Any = None) -> Callable[[bytes], Any]:
+        if self._session.accessed:
+            if status[:1] == "5":
+                self._failed = True
+            headers = self._middleware.session_headers(self._session, status, headers, self._environ)
+        return self._start_response(status, headers, exc_info)
 
     def __iter__(self) -> Iterator[bytes]:
         try:
-            yield from self._body
+            yield from self.body
         except BaseException:
-            self._response.failed = True
+            self._failed = True
             raise
 
     def close(self) -> None:
         try:
-            close = getattr(self._body, "close", None)
+            close = getattr(self.body, "close", None)
             if close is not None:
                 close()
         finally:
-            self._response.session.finish(persist=not self._response.failed)
+            self._session.finish(persist=not self._failed)
 
 
 def get_session(environ: Mapping[str, Any], key: str = DEFAULT_ENVIRON_KEY) -> Session:

@@ -472,8 +472,8 @@ class Session(MutableMapping[str, Any]):
     def _collect_changes(self) -> Optional[Tuple[Dict[str, Any], Set[str]]]:
         # The keys to write (encoded) and which of them are flash values, or
         # None when nothing in the data changed.
-        to_set = self._mutated_reads()
-        flash = {key for key in to_set if key in self._flash}
+        to_set = self._mutated_reads() if self._read_keys else {}
+        flash = {key for key in to_set if key in self._flash} if self._flash else set()
         for key in self._set_keys:
             encoded = self._encode(key, self._values[key])
             is_flash = key in self._flash

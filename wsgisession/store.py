@@ -78,19 +78,16 @@ class SessionChanges:
     def apply_to(self, record: SessionRecord) -> SessionRecord:
         """Return a new record: ``record`` with these changes applied."""
         data = {} if self.cleared else dict(record["data"])
-        flash = set() if self.cleared else set(record["flash"])
+        flash = [] if self.cleared else record["flash"]
         for key in self.deleted:
             data.pop(key, None)
-            flash.discard(key)
-        for key, value in self.set.items():
-            data[key] = value
-            if key in self.flash:
-                flash.add(key)
-            else:
-                flash.discard(key)
+        data.update(self.set)
+        if flash or self.flash:  # most sessions have no flash value: skip the set work
+            flash_keys = set(flash).difference(self.deleted, self.set)
+            flash = sorted(flash_keys | self.flash)
         return {
             "data": data,
-            "flash": sorted(flash),
+            "flash": list(flash),
             "created": record["created"],
             "refreshed": self.refreshed,
             "expires": self.expires,

@@ -9,8 +9,9 @@ module imports no framework.  It holds what more than one integration needs:
   arguments of :class:`~wsgisession.SessionMiddleware`;
 * :class:`SessionProxy`, the mapping the Flask and Pyramid session objects
   wrap a :class:`~wsgisession.Session` with;
-* :func:`commit_to_set_cookie`, for the cases where an integration opens the
-  session itself and sets the cookie on the framework's response object.
+* :func:`open_session`, for the cases where an integration opens the session
+  itself and sets the cookie on the framework's response object (with
+  :meth:`SessionMiddleware.commit_session`).
 """
 
 from __future__ import annotations
@@ -21,9 +22,8 @@ import time
 from collections.abc import ItemsView, KeysView, MutableMapping, ValuesView
 from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Tuple
 
-from ..cookies import CookieOptions
 from ..middleware import SessionMiddleware
-from ..session import EXPIRE_COOKIE, Session
+from ..session import Session
 from ..store import Store, WSGIEnviron
 
 __all__ = [
@@ -32,7 +32,6 @@ __all__ = [
     "middleware_options",
     "SessionProxy",
     "open_session",
-    "commit_to_set_cookie",
 ]
 
 #: The key under which an integration that opens sessions itself (Pyramid's
@@ -327,25 +326,10 @@ class SessionProxy(MutableMapping[str, Any]):
 def open_session(middleware: SessionMiddleware, environ: WSGIEnviron, *, locked: bool) -> Session:
     """A session for a request that did not pass through ``middleware``, with its settings.
 
-    Whoever opens it must end it: :func:`commit_to_set_cookie`, then
+    Whoever opens it must end it: ``middleware.commit_session()``, then
     ``session.finish(persist=False)``.  With ``locked`` it takes the
     middleware's request lock (when it has ``lock=True``); only ask for that
     when the session is sure to be finished.
     """
     lock_timeout = middleware.lock_timeout if locked else None
     return Session(middleware.store, middleware.policy, middleware.cookie, environ, lock_timeout)
-
-
-def commit_to_set_cookie(session: Session, cookie: CookieOptions, environ: WSGIEnviron) -> Optional[str]:
-    """Save the session's changes; return the Set-Cookie value the response needs, or None.
-
-    This is what SessionMiddleware does when a response starts, for an
-    integration that sets headers on the framework's own response object.
-    """
-    update = session.commit(headers_open=True)
-    if update is None:
-        return None
-    if update is EXPIRE_COOKIE:
-        return cookie.expire_header(environ)
-    value, max_age = update
-    return cookie.set_header(value, max_age, environ)

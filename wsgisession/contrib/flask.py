@@ -31,7 +31,7 @@ from ..errors import SessionError
 from ..middleware import SessionMiddleware
 from ..session import Session
 from ..store import Store, WSGIEnviron
-from . import SessionProxy, commit_to_set_cookie, open_session, store_from_url
+from . import SessionProxy, open_session, store_from_url
 
 __all__ = ["WsgiSession", "WsgiSessionInterface", "FlaskSession", "options_from_config"]
 
@@ -122,7 +122,7 @@ class WsgiSessionInterface(SessionInterface):
             if wrapped.accessed:
                 response.vary.add("Cookie")
                 if response.status_code < 500:
-                    set_cookie = commit_to_set_cookie(wrapped, self.middleware.cookie, session.opened_for)
+                    set_cookie = self.middleware.commit_session(wrapped, session.opened_for)
                     if set_cookie is not None:
                         response.headers.add("Set-Cookie", set_cookie)
         finally:

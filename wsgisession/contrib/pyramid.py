@@ -34,7 +34,7 @@ from zope.interface import implementer
 from ..middleware import SessionMiddleware
 from ..session import Session
 from ..store import Store
-from . import REGISTRY_KEY, SessionProxy, commit_to_set_cookie, middleware_options, open_session
+from . import REGISTRY_KEY, SessionProxy, middleware_options, open_session
 
 __all__ = ["PyramidSession", "SessionFactory", "session_factory_from_settings", "includeme"]
 
@@ -145,7 +145,7 @@ class _Commit:
             response.vary = (*vary, "Cookie")
         if response.status_code >= 500:
             return  # nothing is persisted for a server error
-        set_cookie = commit_to_set_cookie(self.session, self.middleware.cookie, request.environ)
+        set_cookie = self.middleware.commit_session(self.session, request.environ)
         if set_cookie is not None:
             response.headers.add("Set-Cookie", set_cookie)
 
