@@ -8,12 +8,13 @@ turns on the per-session request lock.
 
 from __future__ import annotations
 
-import json
 import os
-from typing import Any, Callable, Dict, Iterable
+from typing import Any
 
-from wsgisession import SessionMiddleware, get_session
+from wsgisession import SessionMiddleware
 from wsgisession.store import Store
+
+from .support import counter_app, json_app
 
 
 def make_store() -> Store:
@@ -28,25 +29,24 @@ def make_store() -> Store:
     return SQLAlchemyStore(url, name)
 
 
-def session_app(environ: Dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-    """``/seed``, ``/set/<key>``, ``/increment`` and ``/read``, answering JSON."""
-    session = get_session(environ)
-    path = environ.get("PATH_INFO", "/")
+def handler(session: Any, environ: dict) -> Any:
+    """``/seed``, ``/set/<key>``, ``/increment``, ``/counter``, ``/pid``; any other path reads the session."""
+    path = environ["PATH_INFO"]
     if path == "/seed":
         session["owner"] = "ann"
-        result: Any = "seeded"
-    elif path.startswith("/set/"):
+        return "seeded"
+    if path.startswith("/set/"):
         key = path[len("/set/") :]
         session[key] = key
-        result = key
-    elif path == "/increment":
+        return key
+    if path == "/increment":
         session["count"] = session.get("count", 0) + 1
-        result = session["count"]
-    else:
-        result = session.to_dict()
-    body = json.dumps(result).encode()
-    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
-    return [body]
+        return session["count"]
+    if path == "/counter":  # the original package's /testsession, naming the worker that served it
+        return {**counter_app(session, environ), "pid": os.getpid()}
+    if path == "/pid":
+        return os.getpid()  # the session is not touched
+    return session.to_dict()
 
 
-application = SessionMiddleware(session_app, make_store(), lock=os.environ.get("WSGISESSION_SERVED_LOCK") == "1")
+application = SessionMiddleware(json_app(handler), make_store(), lock=os.environ.get("WSGISESSION_SERVED_LOCK") == "1")

@@ -15,7 +15,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, List
 
-from webtest import TestApp
+from webtest import TestApp, TestResponse
 
 from wsgisession import SessionMiddleware
 from wsgisession.store import Store
@@ -34,6 +34,19 @@ def clone(app: TestApp, cookie: str, name: str = "session") -> TestApp:
     other = browser(app.app)
     other.set_cookie(name, cookie)
     return other
+
+
+def interrupted(slow: TestApp, loaded: threading.Event, other: TestApp, other_done: threading.Event) -> TestResponse:
+    """``slow``'s response to ``/`` when ``other``'s request to ``/`` runs between its load and its save.
+
+    The slow handler sets ``loaded`` once it has read the session, then waits for ``other_done``.
+    """
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(slow.get, "/")
+        assert loaded.wait(10)
+        other.get("/")
+        other_done.set()
+        return pending.result()
 
 
 class StoreSuite:
@@ -287,12 +300,7 @@ class ServerSideSuite(StoreSuite):
         cookie = self._session(make_app, store)
         slow_app = clone(make_app(slow, store), cookie)
         logout = clone(make_app(lambda session, environ: session.delete(), store), cookie)
-        with ThreadPoolExecutor(1) as pool:
-            slow_result = pool.submit(slow_app.get, "/")
-            assert loaded.wait(10)
-            logout.get("/")
-            logged_out.set()
-            assert slow_result.result().json == "slow"
+        assert interrupted(slow_app, loaded, logout, logged_out).json == "slow"
         reader = clone(make_app(lambda session, environ: [session.new, dict(session.items())], store), cookie)
         assert reader.get("/").json == [True, {}]
 

@@ -11,21 +11,24 @@ from __future__ import annotations
 import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Dict, Iterator, List, Tuple
+from typing import Dict, Iterator, List
 
 import pytest
 
-from .gunicorn_server import Browser, gunicorn
+from .servers import Address, Browser, gunicorn
 from .support import POSTGRES_URL, REDIS_URL, RUN_ID, require_service
 
 ROUNDS = 3
 REQUESTS_PER_ROUND = 32
 CLIENT_THREADS = 16
 
+#: gunicorn's options for each worker model under test.
 WORKERS = {
-    "4 sync workers": {"workers": 4, "worker_class": "sync", "threads": 1},
-    "2 gthread workers x 4 threads": {"workers": 2, "worker_class": "gthread", "threads": 4},
+    "4 sync workers": ["--workers", "4", "--worker-class", "sync", "--threads", "1"],
+    "2 gthread workers x 4 threads": ["--workers", "2", "--worker-class", "gthread", "--threads", "4"],
 }
+#: No worker is killed as stuck during a burst; shutdown does not wait long for stragglers.
+TIMEOUTS = ["--timeout", "60", "--graceful-timeout", "5"]
 
 
 @pytest.fixture(params=["sqlite", "postgresql", "redis"])
@@ -59,7 +62,7 @@ def store_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Dict[s
         client.close()
 
 
-def burst(address: Tuple[str, int], cookies: Dict[str, str], paths: List[str]) -> List[int]:
+def burst(address: Address, cookies: Dict[str, str], paths: List[str]) -> List[int]:
     def one(path: str) -> int:
         browser = Browser(address, cookies)
         try:
@@ -74,7 +77,7 @@ def burst(address: Tuple[str, int], cookies: Dict[str, str], paths: List[str]) -
 
 @pytest.mark.parametrize("workers", list(WORKERS), ids=list(WORKERS))
 def test_concurrent_requests_across_workers_lose_no_key(store_env: Dict[str, str], workers: str) -> None:
-    with gunicorn("tests.served_app:application", env=store_env, **WORKERS[workers]) as address:  # type: ignore[arg-type]
+    with gunicorn("tests.served_app:application", *WORKERS[workers], *TIMEOUTS, env=store_env) as address:
         for round_number in range(ROUNDS):
             owner = Browser(address)
             owner.get("/seed")
@@ -90,7 +93,7 @@ def test_concurrent_requests_across_workers_lose_no_key(store_env: Dict[str, str
 
 def test_the_request_lock_counts_every_increment_across_workers(store_env: Dict[str, str]) -> None:
     env = dict(store_env, WSGISESSION_SERVED_LOCK="1")
-    with gunicorn("tests.served_app:application", env=env, **WORKERS["4 sync workers"]) as address:  # type: ignore[arg-type]
+    with gunicorn("tests.served_app:application", *WORKERS["4 sync workers"], *TIMEOUTS, env=env) as address:
         owner = Browser(address)
         owner.get("/seed")
         assert burst(address, owner.cookies, ["/increment"] * REQUESTS_PER_ROUND) == [200] * REQUESTS_PER_ROUND

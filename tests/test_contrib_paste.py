@@ -26,7 +26,12 @@ def app_factory(global_conf: Dict[str, Any], **local_conf: Any) -> Any:
     return json_app(counter_app)
 
 
-def write_ini(directory: Path, use: str, **settings: str) -> Path:
+#: The session filter by its factory's dotted path, which needs no installed entry point.
+FILTER_FACTORY = "call:wsgisession.contrib.paste:filter_factory"
+
+
+def load_pipeline(directory: Path, *, use: str = FILTER_FACTORY, **settings: str) -> Any:
+    """Write an app.ini whose pipeline puts the session filter (``use``, with ``settings``) before the counter; load it."""
     lines = [
         "[app:counter]",
         f"use = call:{__name__}:app_factory",
@@ -41,15 +46,11 @@ def write_ini(directory: Path, use: str, **settings: str) -> Path:
     ]
     path = directory / "app.ini"
     path.write_text("\n".join(lines))
-    return path
-
-
-def load(path: Path) -> Any:
     return loadwsgi.loadapp(f"config:{path}")
 
 
 def test_the_filter_wraps_the_app_through_call(tmp_path: Path) -> None:
-    app = load(write_ini(tmp_path, "call:wsgisession.contrib.paste:filter_factory", expire_after="3600"))
+    app = load_pipeline(tmp_path, expire_after="3600")
     assert isinstance(app, SessionMiddleware)
     client = browser(app)
     assert [client.get("/").json["yy"] for _ in range(3)] == [1, 2, 3]
@@ -79,31 +80,28 @@ def test_the_entry_point_declared_in_setup_cfg(tmp_path: Path, monkeypatch: pyte
         with (info / "entry_points.txt").open("w") as file:
             entry_points.write(file)
         monkeypatch.syspath_prepend(str(tmp_path / "site"))
-    app = load(write_ini(tmp_path, "egg:wsgisession#session", cookie_name="sid"))
+    app = load_pipeline(tmp_path, use="egg:wsgisession#session", cookie_name="sid")
     assert isinstance(app, SessionMiddleware)
     assert browser(app).get("/").headers["Set-Cookie"].startswith("sid=")
 
 
 def test_every_ini_setting(tmp_path: Path) -> None:
-    app = load(
-        write_ini(
-            tmp_path,
-            "call:wsgisession.contrib.paste:filter_factory",
-            store="memory",
-            cookie_name="sid",
-            expire_after="none",
-            max_lifetime="600",
-            refresh_interval="60",
-            cookie_path="/",
-            cookie_domain="localhost",
-            cookie_secure="auto",
-            cookie_httponly="no",
-            cookie_samesite="Strict",
-            cookie_partitioned="false",
-            lock="true",
-            lock_timeout="2.5",
-            environ_key="my.session",
-        )
+    app = load_pipeline(
+        tmp_path,
+        store="memory",
+        cookie_name="sid",
+        expire_after="none",
+        max_lifetime="600",
+        refresh_interval="60",
+        cookie_path="/",
+        cookie_domain="localhost",
+        cookie_secure="auto",
+        cookie_httponly="no",
+        cookie_samesite="Strict",
+        cookie_partitioned="false",
+        lock="true",
+        lock_timeout="2.5",
+        environ_key="my.session",
     )
     assert isinstance(app.store, MemoryStore)
     assert (app.policy.expire_after, app.policy.max_lifetime, app.policy.refresh_interval) == (None, 600, 60)
@@ -114,17 +112,14 @@ def test_every_ini_setting(tmp_path: Path) -> None:
 
 
 def test_the_settings_reach_the_response(tmp_path: Path) -> None:
-    app = load(
-        write_ini(
-            tmp_path,
-            "call:wsgisession.contrib.paste:filter_factory",
-            cookie_name="sid",
-            max_lifetime="600",
-            expire_after="none",
-            cookie_secure="auto",
-            cookie_httponly="off",
-            cookie_samesite="Strict",
-        )
+    app = load_pipeline(
+        tmp_path,
+        cookie_name="sid",
+        max_lifetime="600",
+        expire_after="none",
+        cookie_secure="auto",
+        cookie_httponly="off",
+        cookie_samesite="Strict",
     )
     plain = browser(app).get("/").headers["Set-Cookie"]
     assert plain.startswith("sid=") and "Max-Age=600" in plain and "SameSite=Strict" in plain
@@ -136,13 +131,10 @@ def test_the_settings_reach_the_response(tmp_path: Path) -> None:
 
 def test_a_sqlite_store_by_url_relative_to_the_ini_file(tmp_path: Path) -> None:
     pytest.importorskip("wsgisession.stores.sqlalchemy")
-    app = load(
-        write_ini(
-            tmp_path,
-            "call:wsgisession.contrib.paste:filter_factory",
-            store="sqlite:///%(here)s/sessions.sqlite3",
-            **{"store.table_name": "web_sessions"},
-        )
+    app = load_pipeline(
+        tmp_path,
+        store="sqlite:///%(here)s/sessions.sqlite3",
+        **{"store.table_name": "web_sessions"},
     )
     try:
         client = browser(app)

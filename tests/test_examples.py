@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
-from typing import Any, Dict, Iterator
+from typing import Any, Iterator
 
 import pytest
 from webtest import TestApp
@@ -17,10 +15,10 @@ from wsgisession.store import Store
 from wsgisession.stores.memory import MemoryStore
 from wsgisession.testing import FakeClock, session_of
 
+from .servers import REPO, free_port, serving
 from .store_suite import StoreSuite, cookie_of
 from .support import browser
 
-REPO = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery staple"
 
 
@@ -181,52 +179,16 @@ def test_custom_store_example_module_app() -> None:
 # -- running the examples -------------------------------------------------------------
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.mark.parametrize("name", ["flask_app", "bottle_app", "pyramid_app", "custom_store"])
 def test_python_examples_name_serves_on_loopback(name: str, tmp_path: Path) -> None:
     if name != "custom_store":
         pytest.importorskip(name.split("_")[0])
     port = free_port()
-    environment: Dict[str, str] = dict(
-        os.environ,
-        PORT=str(port),
-        PYTHONPATH=str(REPO),  # as if wsgisession were installed
-        DBM_STORE_PATH=str(tmp_path / "sessions"),
-        WSGISESSION_STORE="memory",
-    )
-    server = subprocess.Popen(
-        [sys.executable, str(REPO / "examples" / f"{name}.py")],
-        cwd=tmp_path,
-        env=environment,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
-                    assert response.status == 200
-                    break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    errors = server.stderr.read().decode(errors="replace") if server.stderr else ""
-                    pytest.fail(f"examples/{name}.py did not serve on 127.0.0.1:{port}:\n{errors[-2000:]}")
-                time.sleep(0.1)  # polling for the server to come up
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=5)
+    environment = {"PORT": str(port), "DBM_STORE_PATH": str(tmp_path / "sessions"), "WSGISESSION_STORE": "memory"}
+    command = [sys.executable, str(REPO / "examples" / f"{name}.py")]
+    server = serving(command, port, cwd=tmp_path, env=environment, stop_timeout=10)
+    with server, urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+        assert response.status == 200
 
 
 def test_the_core_package_imports_no_framework() -> None:

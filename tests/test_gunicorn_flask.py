@@ -10,12 +10,7 @@ stopped.
 from __future__ import annotations
 
 import http.cookiejar
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
@@ -25,63 +20,32 @@ from typing import Iterator, List, Tuple
 
 import pytest
 
+from .servers import gunicorn
+
 pytest.importorskip("flask")
 pytest.importorskip("gunicorn")
 # MemoryStore is per process: two workers need a store they share.
 pytest.importorskip("wsgisession.stores.sqlalchemy")
 
-REPO = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery staple"
 CLIENTS = 4
 VISITS = 10
 TIMEOUT = 15.0
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tuple[str, Path]]:
     """gunicorn -c examples/gunicorn.conf.py examples.flask_app:app on a free port; yields (base URL, access log)."""
     tmp_path = tmp_path_factory.mktemp("gunicorn")
-    port = free_port()
     access_log = tmp_path / "access.log"
-    command = [
-        sys.executable, "-m", "gunicorn",
-        "-c", "examples/gunicorn.conf.py",
-        "--bind", f"127.0.0.1:{port}",  # the command line wins over the file's 127.0.0.1:8000
+    options = [
+        "-c", "examples/gunicorn.conf.py",  # gunicorn() binds a free port, which wins over the file's 127.0.0.1:8000
         "--access-logfile", str(access_log),
         "--access-logformat", "%(p)s %(m)s %(U)s %(s)s",
-        "examples.flask_app:app",
     ]  # fmt: skip
-    environment = dict(
-        os.environ,
-        PYTHONPATH=str(REPO),
-        WSGISESSION_STORE=f"sqlite:///{tmp_path / 'sessions.sqlite3'}",
-    )
-    process = subprocess.Popen(command, cwd=REPO, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    errors = process.stderr.read().decode(errors="replace") if process.stderr else ""
-                    pytest.fail(f"gunicorn did not start:\n{errors[-3000:]}")
-                time.sleep(0.05)  # polling for the server to come up
-        yield f"http://127.0.0.1:{port}", access_log
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+    environment = {"WSGISESSION_STORE": f"sqlite:///{tmp_path / 'sessions.sqlite3'}"}
+    with gunicorn("examples.flask_app:app", *options, env=environment) as (host, port):
+        yield f"http://{host}:{port}", access_log
 
 
 class Browser:

@@ -23,7 +23,7 @@ from wsgisession import SessionLockTimeout, SessionStoreError
 from wsgisession.stores.redis import RedisStore
 from wsgisession.testing import FakeClock
 
-from .store_suite import DAY, ServerSideSuite, clone, cookie_of
+from .store_suite import DAY, ServerSideSuite, clone, cookie_of, interrupted
 from .support import REDIS_URL, RUN_ID, counter_app, require_service
 
 PREFIX = f"wsgisession-test-{RUN_ID}:"
@@ -353,12 +353,7 @@ def test_a_refresh_after_logout_does_not_bring_the_session_back(
     clock.advance(0.5 * DAY)
     slow = clone(make_app(slow_reader, store, expire_after=DAY), cookie)
     logout = clone(make_app(lambda session, environ: session.delete(), store), cookie)
-    with ThreadPoolExecutor(1) as pool:
-        pending = pool.submit(slow.get, "/")
-        assert loaded.wait(10)
-        logout.get("/")
-        logged_out.set()
-        assert pending.result().json == 1
+    assert interrupted(slow, loaded, logout, logged_out).json == 1
     assert session_keys(redis_client) == []
 
 
@@ -385,12 +380,7 @@ def test_a_regenerated_id_stays_dead_for_a_request_that_loaded_it(
     old_cookie = cookie_of(app)
     slow = clone(make_app(slow_writer, store), old_cookie)
     login_app = clone(make_app(login, store), old_cookie)
-    with ThreadPoolExecutor(1) as pool:
-        pending = pool.submit(slow.get, "/")
-        assert loaded.wait(10)
-        login_app.get("/")
-        regenerated.set()
-        pending.result()
+    interrupted(slow, loaded, login_app, regenerated)
     stale = clone(make_app(lambda session, environ: [session.new, dict(session.items())], store), old_cookie)
     assert stale.get("/").json == [True, {}]
     fresh = clone(make_app(lambda session, environ: dict(session.items()), store), cookie_of(login_app))

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import http.client
 import itertools
 import json
-import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List
 
 import pytest
 import sqlalchemy as sa
@@ -26,12 +22,12 @@ from wsgisession.store import SessionChanges, storage_key
 from wsgisession.stores.sqlalchemy import SQLAlchemyStore, session_table
 from wsgisession.testing import FakeClock
 
-from .store_suite import DAY, ServerSideSuite, clone, cookie_of
+from .servers import Address, Browser, gunicorn
+from .store_suite import DAY, ServerSideSuite, clone, cookie_of, interrupted
 from .support import MYSQL_URL, POSTGRES_URL, RUN_ID, counter_app, require_service
 
 BACKENDS = ["sqlite-file", "sqlite-memory", "postgresql", "mariadb"]
 SERVERS = ["postgresql", "mariadb"]
-REPO = Path(__file__).resolve().parent.parent
 
 _table_numbers = itertools.count()
 
@@ -78,56 +74,20 @@ def new_store(tmp_path: Path, clock: FakeClock) -> Iterator[StoreFactory]:
         engine.dispose()
 
 
-class TestSQLiteFile(ServerSideSuite):
+class TestEveryBackend(ServerSideSuite):
     rounds = 10
 
     @pytest.fixture
-    def store(self, new_store: StoreFactory) -> SQLAlchemyStore:
-        return new_store("sqlite-file")
+    def store(self, backend: str, new_store: StoreFactory) -> SQLAlchemyStore:
+        return new_store(backend)
 
 
-class TestSQLiteMemory(ServerSideSuite):
-    rounds = 10
-
-    @pytest.fixture
-    def store(self, new_store: StoreFactory) -> SQLAlchemyStore:
-        return new_store("sqlite-memory")
-
-
-class TestPostgreSQL(ServerSideSuite):
-    rounds = 10
-
-    @pytest.fixture
-    def store(self, new_store: StoreFactory) -> SQLAlchemyStore:
-        return new_store("postgresql")
-
-
-class TestMariaDB(ServerSideSuite):
-    rounds = 10
-
-    @pytest.fixture
-    def store(self, new_store: StoreFactory) -> SQLAlchemyStore:
-        return new_store("mariadb")
-
-
-class TestSQLiteFileGivenEngine(ServerSideSuite):
+class TestGivenEngine(ServerSideSuite):
     """An Engine passed in is used as it is: transactional, without the store's pragmas."""
 
-    @pytest.fixture
-    def store(self, new_store: StoreFactory) -> SQLAlchemyStore:
-        return new_store("sqlite-file", given_engine=True)
-
-
-class TestPostgreSQLGivenEngine(ServerSideSuite):
-    @pytest.fixture
-    def store(self, new_store: StoreFactory) -> SQLAlchemyStore:
-        return new_store("postgresql", given_engine=True)
-
-
-class TestMariaDBGivenEngine(ServerSideSuite):
-    @pytest.fixture
-    def store(self, new_store: StoreFactory) -> SQLAlchemyStore:
-        return new_store("mariadb", given_engine=True)
+    @pytest.fixture(params=["sqlite-file", "postgresql", "mariadb"])
+    def store(self, request: pytest.FixtureRequest, new_store: StoreFactory) -> SQLAlchemyStore:
+        return new_store(str(request.param), given_engine=True)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -263,12 +223,9 @@ def test_a_write_that_lost_the_race_is_reapplied_to_the_current_row(
     owner = make_app(lambda session, environ: session.setdefault("owner", "ann"), store)
     owner.get("/")
     cookie = cookie_of(owner)
-    with ThreadPoolExecutor(1) as pool:
-        pending = pool.submit(clone(make_app(slow, store), cookie).get, "/")
-        assert loaded.wait(10)
-        clone(make_app(lambda session, environ: session.update(fast="kept"), store), cookie).get("/")
-        other_wrote.set()
-        assert pending.result().json == "slow"
+    slow_app = clone(make_app(slow, store), cookie)
+    fast_app = clone(make_app(lambda session, environ: session.update(fast="kept"), store), cookie)
+    assert interrupted(slow_app, loaded, fast_app, other_wrote).json == "slow"
     assert reader_of(make_app, store, cookie).get("/").json == [False, {"owner": "ann", "fast": "kept", "slow": "kept"}]
     assert row_of(store, cookie)["version"] == 3
 
@@ -485,57 +442,14 @@ def test_sqlite_files_use_wal_and_wait_for_other_writers(tmp_path: Path, make_ap
 # -- several processes: gunicorn ----------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
-def gunicorn_sqlite(tmp_path: Path) -> Iterator[Tuple[str, int]]:
-    """The counter app under gunicorn, 2 sync workers on 127.0.0.1, sharing one SQLite file."""
-    port = _free_port()
-    log_path = tmp_path / "gunicorn.log"
-    environment = dict(os.environ, WSGISESSION_TEST_SQLITE_PATH=str(tmp_path / "sessions.sqlite3"))
-    command = [sys.executable, "-m", "gunicorn", "--workers", "2", "--worker-class", "sync"]
-    command += ["--bind", f"127.0.0.1:{port}", "--chdir", str(REPO), "tests.sqlalchemy_wsgi_app:app"]
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("gunicorn did not start:\n" + log_path.read_text(errors="replace")[-3000:])
-                time.sleep(0.05)  # polling for the server to come up
-        yield "127.0.0.1", port
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=5)
-
-
-def _get(address: Tuple[str, int], path: str, cookie: Optional[str]) -> Tuple[Any, Optional[str]]:
-    """One browser-like request: send the cookie, return the JSON body and the cookie to keep."""
-    connection = http.client.HTTPConnection(*address, timeout=20)
-    try:
-        connection.request("GET", path, headers={"Cookie": f"session={cookie}"} if cookie else {})
-        response = connection.getresponse()
-        body = response.read()
-        assert response.status == 200, body
-        for header in response.headers.get_all("Set-Cookie") or []:
-            name, _, rest = header.partition("=")
-            if name == "session":
-                cookie = rest.split(";", 1)[0]
-        return json.loads(body), cookie
-    finally:
-        connection.close()
+def gunicorn_sqlite(tmp_path: Path) -> Iterator[Address]:
+    """tests/served_app.py under gunicorn, 2 sync workers on 127.0.0.1, sharing one SQLite file."""
+    environment = {"WSGISESSION_SERVED_STORE": f"sqlite:///{tmp_path / 'sessions.sqlite3'}"}
+    with gunicorn(
+        "tests.served_app:application", "--workers", "2", "--worker-class", "sync", env=environment, startup_timeout=20
+    ) as address:
+        yield address
 
 
 class _Blocker:
@@ -545,7 +459,7 @@ class _Blocker:
     sends the rest and returns the pid of the worker that held it.
     """
 
-    def __init__(self, address: Tuple[str, int]) -> None:
+    def __init__(self, address: Address) -> None:
         self.socket = socket.create_connection(address, timeout=20)
         self.socket.sendall(b"GET /pid HTTP/1.0\r\nHost: 127.0.0.1\r\n")
 
@@ -558,12 +472,13 @@ class _Blocker:
         return int(json.loads(response.split(b"\r\n\r\n", 1)[1]))
 
 
-def test_gunicorn_workers_share_sessions_in_one_sqlite_file(gunicorn_sqlite: Tuple[str, int]) -> None:
-    cookie = None
+def test_gunicorn_workers_share_sessions_in_one_sqlite_file(gunicorn_sqlite: Address) -> None:
+    # Sync workers close every connection: each request is a new one, accepted by whichever worker is free.
+    browser = Browser(gunicorn_sqlite, timeout=20)
     served_by = []
     held = _Blocker(gunicorn_sqlite)
     for number in range(1, 101):
-        answer, cookie = _get(gunicorn_sqlite, "/", cookie)
+        answer = browser.get_json("/counter")
         assert (answer["xx"], answer["yy"]) == (3 * number - 1, number)
         served_by.append(answer["pid"])
         # The worker that just answered takes the next half request; the one
@@ -575,7 +490,13 @@ def test_gunicorn_workers_share_sessions_in_one_sqlite_file(gunicorn_sqlite: Tup
     assert len(set(served_by)) == 2
     # Concurrent requests on one session, from both processes.
     keys = [f"k{index}" for index in range(48)]
+
+    def set_key(key: str) -> None:
+        other = Browser(gunicorn_sqlite, browser.cookies, timeout=20)
+        other.get_json("/set/" + key)
+        other.close()
+
     with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda key: _get(gunicorn_sqlite, "/key/" + key, cookie), keys))
-    stored, _ = _get(gunicorn_sqlite, "/keys", cookie)
-    assert set(stored) == {"xx", "yy", *keys}
+        list(pool.map(set_key, keys))
+    assert set(browser.get_json("/read")) == {"xx", "yy", *keys}
+    browser.close()
