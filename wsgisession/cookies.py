@@ -79,12 +79,15 @@ class CookieOptions:
         # faster, and other cookies' bytes (not always valid UTF-8) can not
         # break the session.  Browsers send the most specific cookie first.
         ours = ";".join(pair for pair in header.split(";") if self.name in pair)
-        try:
-            # WSGI gives the header as latin-1 text; cookies are UTF-8 bytes.
-            text = ours.encode("latin-1").decode("utf-8")
-        except UnicodeError:
-            log.debug("rejected a session cookie that is not valid UTF-8")
-            return None
+        if ours.isascii():
+            text = ours
+        else:
+            try:
+                # WSGI gives the header as latin-1 text; cookies are UTF-8 bytes.
+                text = ours.encode("latin-1").decode("utf-8")
+            except UnicodeError:
+                log.debug("rejected a session cookie that is not valid UTF-8")
+                return None
         # cls=list keeps werkzeug's (name, value) pairs without building a MultiDict.
         pairs: List[Tuple[str, str]] = parse_cookie_pairs(text, cls=list)  # type: ignore[arg-type,assignment]
         for name, value in pairs:

@@ -165,7 +165,7 @@ class Session(MutableMapping[str, Any]):
         self._created = created
         self._refreshed = refreshed
         self._values = values
-        self._flash = stored_flash & set(values)
+        self._flash = stored_flash & values.keys() if stored_flash else set()
         self._stored = stored
         self._stored_flash = set(self._flash)
         self._reset_changes()
@@ -532,10 +532,10 @@ class Session(MutableMapping[str, Any]):
         with self._mutex:
             if not self._loaded:
                 return None
-            if not (self._dirty or self._read_keys or self._new or self._ids_to_delete or self._gone) and not (
-                headers_open and self._policy.refresh_due(self._refreshed, self._policy.now())
-            ):
-                return None  # the common read-only request: nothing to save
+            if not (self._dirty or self._read_keys or self._new or self._ids_to_delete or self._gone):
+                interval = self._policy.refresh_interval
+                if not headers_open or interval is None or self._policy.clock() - self._refreshed < interval:
+                    return None  # the common read-only request: nothing to save
             try:
                 update = self._save(headers_open)
                 self._delete_old_records()
@@ -620,6 +620,8 @@ class Session(MutableMapping[str, Any]):
 
     def finish(self, *, persist: bool) -> None:
         """End the request: save late changes when ``persist``, then release the request lock."""
+        if not self._loaded:
+            return  # never touched: nothing to save and no lock taken
         with self._mutex:
             try:
                 if persist:
