@@ -78,7 +78,7 @@ class CookieOptions:
         # Only the pairs that may be ours go to werkzeug's parser: it is
         # faster, and other cookies' bytes (not always valid UTF-8) can not
         # break the session.  Browsers send the most specific cookie first.
-        ours = ";".join(pair for pair in header.split(";") if self.name in pair)
+        ours = ";".join([pair for pair in header.split(";") if self.name in pair])
         if ours.isascii():
             text = ours
         else:

@@ -85,8 +85,9 @@ class ExpiryPolicy:
 
     def is_expired(self, created: float, refreshed: float, now: float) -> bool:
         """True when a session created and last refreshed at these times is dead at ``now``."""
-        deadline = self.expires_at(created, refreshed)
-        return deadline is not None and now >= deadline
+        return (self.expire_after is not None and now >= refreshed + self.expire_after) or (
+            self.max_lifetime is not None and now >= created + self.max_lifetime
+        )
 
     def refresh_due(self, refreshed: float, now: float) -> bool:
         """True when the sliding expiry should be written again."""

@@ -79,8 +79,10 @@ class SessionMiddleware:
         except BaseException:
             session.finish(persist=False)
             raise
-        if not session.accessed and type(body) is list:
-            # A finished list body can no longer touch the session: nothing to do.
+        if type(body) is list:
+            # A list body is finished: the app can no longer touch the session,
+            # so it is ended now, without wrapping the body.
+            session.finish(persist=not response.failed)
             return body
         response.body = body
         return response
@@ -132,7 +134,7 @@ class _Response:
     (unless the response failed) and releases its request lock.
     """
 
-    __slots__ = ("_middleware", "_session", "_environ", "_start_response", "body", "_failed")
+    __slots__ = ("_middleware", "_session", "_environ", "_start_response", "body", "failed")
 
     def __init__(
         self, middleware: SessionMiddleware, session: Session, environ: WSGIEnviron, start_response: StartResponse
@@ -142,12 +144,12 @@ class _Response:
         self._environ = environ
         self._start_response = start_response
         self.body: Iterable[bytes] = ()
-        self._failed = False
+        self.failed = False
 
     def start_response(self, status: str, headers: Headers, exc_info: Any = None) -> Callable[[bytes], Any]:
         if self._session.accessed:
             if status[:1] == "5":
-                self._failed = True
+                self.failed = True
             headers = self._middleware.session_headers(self._session, status, headers, self._environ)
         return self._start_response(status, headers, exc_info)
 
@@ -155,7 +157,7 @@ class _Response:
         try:
             yield from self.body
         except BaseException:
-            self._failed = True
+            self.failed = True
             raise
 
     def close(self) -> None:
@@ -164,7 +166,7 @@ class _Response:
             if close is not None:
                 close()
         finally:
-            self._session.finish(persist=not self._failed)
+            self._session.finish(persist=not self.failed)
 
 
 def get_session(environ: Mapping[str, Any], key: str = DEFAULT_ENVIRON_KEY) -> Session:

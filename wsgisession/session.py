@@ -37,6 +37,10 @@ _IMMUTABLE = frozenset(
     {str, int, float, bool, type(None), bytes, datetime.datetime, datetime.date, decimal.Decimal, uuid.UUID}
 )
 
+_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
+# Values that need no check when set (a float may be NaN, which JSON lacks).
+_ALWAYS_STORABLE = frozenset({str, int, bool, type(None)})
+
 #: What :meth:`Session.commit` answers: the cookie value to set with its
 #: Max-Age, ``EXPIRE_COOKIE`` to remove the cookie, or None to leave it alone.
 CookieUpdate = Tuple[str, Optional[int]]
@@ -113,7 +117,7 @@ class Session(MutableMapping[str, Any]):
 
     def _load(self) -> None:
         store = self._store
-        now = self._policy.now()
+        now = self._policy.clock()
         self._ids_to_delete = []
         self._gone = False
         cookie = self._cookie_value = self._cookie.read(self._environ)
@@ -145,7 +149,10 @@ class Session(MutableMapping[str, Any]):
             stored = record["data"]  # the store hands over a record the session may keep
             if type(stored) is not dict:
                 raise TypeError(f"data is a {type(stored).__name__}, not a dict")
-            values = {key: decode_value(value) for key, value in stored.items()}
+            # JSON scalars are their own decoded form: only containers need decoding.
+            values = {
+                key: value if type(value) in _JSON_SCALARS else decode_value(value) for key, value in stored.items()
+            }
             stored_flash = set(record["flash"])
             created = float(record["created"])
             refreshed = float(record["refreshed"])
@@ -277,7 +284,8 @@ class Session(MutableMapping[str, Any]):
     def _put(self, key: str, value: Any, flash: bool) -> None:
         if type(key) is not str:
             raise TypeError(f"session keys must be str, not {type(key).__name__}")
-        self._encode(key, value)  # fail at set time, naming the key
+        if type(value) not in _ALWAYS_STORABLE:
+            self._encode(key, value)  # fail at set time, naming the key
         with self._mutex:
             self._ensure_loaded()
             self._values[key] = value
@@ -522,6 +530,10 @@ class Session(MutableMapping[str, Any]):
         self._refreshed = refreshed
         self._reset_changes()
 
+    def _has_unsaved_work(self) -> bool:
+        # False for the common read-only request (a due expiry refresh aside).
+        return bool(self._dirty or self._read_keys or self._new or self._ids_to_delete or self._gone)
+
     def commit(self, *, headers_open: bool) -> Optional[CookieUpdate]:
         """Save what this request changed; answer what the cookie should become.
 
@@ -532,13 +544,14 @@ class Session(MutableMapping[str, Any]):
         with self._mutex:
             if not self._loaded:
                 return None
-            if not (self._dirty or self._read_keys or self._new or self._ids_to_delete or self._gone):
+            if not self._has_unsaved_work():
                 interval = self._policy.refresh_interval
                 if not headers_open or interval is None or self._policy.clock() - self._refreshed < interval:
                     return None  # the common read-only request: nothing to save
             try:
                 update = self._save(headers_open)
-                self._delete_old_records()
+                if self._ids_to_delete:
+                    self._delete_old_records()
             except (SessionError, _UnstorableValue):
                 raise
             except Exception as exc:
@@ -624,7 +637,8 @@ class Session(MutableMapping[str, Any]):
             return  # never touched: nothing to save and no lock taken
         with self._mutex:
             try:
-                if persist:
+                if persist and self._has_unsaved_work():
                     self.commit(headers_open=False)
             finally:
-                self._release_lock()
+                if self._lock is not None:
+                    self._release_lock()

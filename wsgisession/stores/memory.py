@@ -79,10 +79,10 @@ class MemoryStore(Store):
             record = self._live(id)
             if record is None:
                 return None
-            # Records are copied deeply on the way in.  On the way out the
-            # containers the store mutates are copied; the encoded values are
-            # shared because the session decodes them into new objects before
-            # any handler sees them, and never writes into them.
+            # Records are copied on the way in.  On the way out the containers
+            # a caller may change are copied; the encoded values are shared
+            # because the session decodes them into new objects before any
+            # handler sees them, and never writes into them.
             return {
                 "data": dict(record["data"]),
                 "flash": list(record["flash"]),
@@ -108,14 +108,13 @@ class MemoryStore(Store):
     def apply_changes(self, id: str, changes: SessionChanges, environ: WSGIEnviron) -> bool:
         # Applied under the store's lock to the current record: concurrent
         # requests keep each other's keys, and a deleted session stays deleted.
+        # The encoded values in ``changes`` were made by the session for this
+        # write and nothing writes into them, so they are kept without a copy.
         with self._mutex:
             record = self._live(id)
             if record is None:
                 return False
-            updated = changes.apply_to(record)
-            for key in changes.set:
-                updated["data"][key] = copy_data(updated["data"][key])
-            self._put(id, updated)
+            self._records[id] = changes.apply_to(record)
             return True
 
     def consume_flash(self, id: str, key: str, environ: WSGIEnviron) -> bool:
