@@ -15,6 +15,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, List
 
+import pytest
 from webtest import TestApp, TestResponse
 
 from wsgisession import SessionMiddleware
@@ -325,3 +326,44 @@ class ServerSideSuite(StoreSuite):
         with ThreadPoolExecutor(self.threads) as pool:
             list(pool.map(lambda _: clone(app, cookie).get("/"), range(requests)))
         assert clone(app, cookie).get("/").json == requests + 1
+
+    def test_a_failed_request_releases_its_lock(self, make_app: Callable[..., TestApp], store: Store) -> None:
+        def handler(session: Any, environ: dict) -> Any:
+            session["count"] = session.get("count", 0) + 1
+            if environ["PATH_INFO"] == "/boom":
+                raise RuntimeError("the handler failed while holding the lock")
+            return session["count"]
+
+        cookie = self._session(make_app, store, lock=True)
+        app = clone(make_app(handler, store, lock=True, lock_timeout=2), cookie)
+        with pytest.raises(RuntimeError):
+            app.get("/boom")
+        assert app.get("/").json == 1  # not blocked, and the failed request saved nothing
+
+    def test_lock_times_out_with_a_clear_error(self, make_app: Callable[..., TestApp], store: Store) -> None:
+        from wsgisession import SessionLockTimeout
+
+        holding = threading.Event()
+        release = threading.Event()
+
+        def slow(session: Any, environ: dict) -> Any:
+            session.get("owner")
+            holding.set()
+            assert release.wait(10)
+            return "done"
+
+        cookie = self._session(make_app, store, lock=True)
+        slow_app = clone(make_app(slow, store, lock=True, lock_timeout=10), cookie)
+        waiting = clone(
+            make_app(lambda session, environ: session.get("owner"), store, lock=True, lock_timeout=0.2), cookie
+        )
+        with ThreadPoolExecutor(1) as pool:
+            slow_result = pool.submit(slow_app.get, "/")
+            assert holding.wait(10)
+            try:
+                with pytest.raises(SessionLockTimeout, match="not free within 0.2 s"):
+                    waiting.get("/")
+            finally:
+                release.set()
+            assert slow_result.result().json == "done"
+        assert waiting.get("/").json == "ann"
