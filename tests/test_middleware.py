@@ -341,3 +341,18 @@ def test_garbage_cookies_never_fail_and_are_never_adopted(garbage: str) -> None:
     assert response.status_int == 200
     assert response.text == "1"
     assert seen[0] != garbage
+
+
+def test_a_new_session_first_filled_after_start_response_is_dropped_with_a_warning(
+    store: CountingStore, caplog: Any
+) -> None:
+    def app(environ: Dict[str, Any], start_response: Callable[..., Any]) -> List[bytes]:
+        start_response("200 OK", [])
+        get_session(environ)["late"] = True  # too late for a new session's cookie
+        return [b"ok"]
+
+    with caplog.at_level(logging.WARNING, logger="wsgisession"):
+        response = browser(SessionMiddleware(app, store)).get("/")
+    assert "Set-Cookie" not in response.headers
+    assert len(store) == 0
+    assert any("dropped" in record.getMessage() for record in caplog.records)
