@@ -82,7 +82,8 @@ class SessionMiddleware:
         if type(body) is list:
             # A list body is finished: the app can no longer touch the session,
             # so it is ended now, without wrapping the body.
-            session.finish(persist=not response.failed)
+            if session.accessed:
+                session.finish(persist=not response.failed)
             return body
         response.body = body
         return response

@@ -66,7 +66,7 @@ class Session(MutableMapping[str, Any]):
     """
 
     __slots__ = (
-        "_store", "_policy", "_environ", "_cookie", "_cookie_value", "_lock_timeout", "_mutex", "_loaded",
+        "_store", "_policy", "_environ", "_cookie", "_cookie_value", "_lock_timeout", "_mutex", "accessed",
         "_id", "_new", "_created", "_refreshed", "_values", "_flash", "_stored", "_stored_flash",
         "_set_keys", "_deleted_keys", "_cleared", "_read_keys", "_dirty", "_flash_consumed", "_ids_to_delete",
         "_lock", "_gone",
@@ -104,16 +104,18 @@ class Session(MutableMapping[str, Any]):
         self._environ = environ
         self._lock_timeout = lock_timeout
         self._mutex = threading.RLock()
-        self._loaded = False
+        #: True once the application touched the session in this request (a
+        #: plain attribute: the middleware reads it on every request).
+        self.accessed = False
         self._lock: Optional[SessionLock] = None
 
     # -- loading ---------------------------------------------------------------
 
     def _ensure_loaded(self) -> None:
         # The caller holds self._mutex.
-        if not self._loaded:
+        if not self.accessed:
             self._load()
-            self._loaded = True
+            self.accessed = True
 
     def _load(self) -> None:
         store = self._store
@@ -424,15 +426,10 @@ class Session(MutableMapping[str, Any]):
             return self._new
 
     @property
-    def accessed(self) -> bool:
-        """True once the application touched the session in this request."""
-        return self._loaded
-
-    @property
     def modified(self) -> bool:
         """True when this request changed the session (nested mutation included)."""
         with self._mutex:
-            if not self._loaded:
+            if not self.accessed:
                 return False
             return self._dirty or bool(self._ids_to_delete) or bool(self._mutated_reads())
 
@@ -454,7 +451,7 @@ class Session(MutableMapping[str, Any]):
             return datetime.datetime.fromtimestamp(deadline, datetime.timezone.utc)
 
     def __repr__(self) -> str:
-        if not self._loaded:
+        if not self.accessed:
             return "<Session (not loaded)>"
         return f"<Session new={self._new} keys={sorted(self._values)!r}>"
 
@@ -542,7 +539,7 @@ class Session(MutableMapping[str, Any]):
         Raises ``SessionStoreError`` when the store fails.
         """
         with self._mutex:
-            if not self._loaded:
+            if not self.accessed:
                 return None
             if not self._has_unsaved_work():
                 interval = self._policy.refresh_interval
@@ -633,7 +630,7 @@ class Session(MutableMapping[str, Any]):
 
     def finish(self, *, persist: bool) -> None:
         """End the request: save late changes when ``persist``, then release the request lock."""
-        if not self._loaded:
+        if not self.accessed:
             return  # never touched: nothing to save and no lock taken
         with self._mutex:
             try:
