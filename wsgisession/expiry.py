@@ -69,10 +69,6 @@ class ExpiryPolicy:
         self.refresh_interval = interval
         self.clock = clock
 
-    def now(self) -> float:
-        """The current time in Unix seconds, from the injected clock."""
-        return self.clock()
-
     def expires_at(self, created: float, refreshed: float) -> Optional[float]:
         """The time the session dies unless it is refreshed; None for never."""
         deadline = None

@@ -88,20 +88,16 @@ class SessionMiddleware:
         response.body = body
         return response
 
-    def session_headers(self, session: Session, status: str, headers: Headers, environ: WSGIEnviron) -> Headers:
-        """``headers`` plus what the session adds when the response starts: Vary and Set-Cookie.
-
-        Commits the session (saving it to the store) unless ``status`` is a
-        server error.  Integrations that start responses themselves use it.
-        """
+    def _session_headers(self, session: Session, headers: Headers, environ: WSGIEnviron, *, commit: bool) -> Headers:
+        # ``headers`` plus what the session adds when the response starts:
+        # Vary, and (when ``commit``) the Set-Cookie of the saved session.
         headers = list(headers)
         if not _varies_on_cookie(headers):
             headers.append(("Vary", "Cookie"))
-        if status[:1] == "5":
-            return headers  # nothing is persisted for a server error
-        set_cookie = self.commit_session(session, environ)
-        if set_cookie is not None:
-            headers.append(("Set-Cookie", set_cookie))
+        if commit:
+            set_cookie = self.commit_session(session, environ)
+            if set_cookie is not None:
+                headers.append(("Set-Cookie", set_cookie))
         return headers
 
     def commit_session(self, session: Session, environ: WSGIEnviron) -> Optional[str]:
@@ -150,8 +146,8 @@ class _Response:
     def start_response(self, status: str, headers: Headers, exc_info: Any = None) -> Callable[[bytes], Any]:
         if self._session.accessed:
             if status[:1] == "5":
-                self.failed = True
-            headers = self._middleware.session_headers(self._session, status, headers, self._environ)
+                self.failed = True  # nothing is persisted for a server error
+            headers = self._middleware._session_headers(self._session, headers, self._environ, commit=not self.failed)
         return self._start_response(status, headers, exc_info)
 
     def __iter__(self) -> Iterator[bytes]:

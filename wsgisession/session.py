@@ -390,7 +390,7 @@ class Session(MutableMapping[str, Any]):
             self._ensure_loaded()
             if not self._new:
                 self._ids_to_delete.append(self._id)
-            self._start_fresh(self._policy.now())
+            self._start_fresh(self._policy.clock())
 
     def regenerate(self) -> None:
         """Give the session a new id, keeping its data; the old record is deleted.
@@ -541,10 +541,10 @@ class Session(MutableMapping[str, Any]):
         with self._mutex:
             if not self.accessed:
                 return None
-            if not self._has_unsaved_work():
-                interval = self._policy.refresh_interval
-                if not headers_open or interval is None or self._policy.clock() - self._refreshed < interval:
-                    return None  # the common read-only request: nothing to save
+            if not self._has_unsaved_work() and not (
+                headers_open and self._policy.refresh_due(self._refreshed, self._policy.clock())
+            ):
+                return None  # the common read-only request: nothing to save
             try:
                 update = self._save(headers_open)
                 if self._ids_to_delete:
@@ -560,7 +560,7 @@ class Session(MutableMapping[str, Any]):
     def _save(self, headers_open: bool) -> Optional[CookieUpdate]:
         store = self._store
         policy = self._policy
-        now = policy.now()
+        now = policy.clock()
         if self._gone:
             return None
         if self._new:
