@@ -70,29 +70,19 @@ class CookieOptions:
         return cls(name, **options)
 
     def read(self, environ: Mapping[str, Any]) -> Optional[str]:
-        """The session cookie's value from the request, or None."""
+        """The session cookie's value from the request, or None.
+
+        Only a cookie whose name is exactly ours is read; no other cookie,
+        however malformed, changes the outcome.  Browsers send the most
+        specific of several same-named cookies first, so the first one wins.
+        """
         header = environ.get("HTTP_COOKIE")
         # Most requests without our cookie are answered by this substring test.
         if not header or self.name not in header:
             return None
-        # Only the pairs that may be ours go to werkzeug's parser: it is
-        # faster, and other cookies' bytes (not always valid UTF-8) can not
-        # break the session.  Browsers send the most specific cookie first.
-        ours = ";".join([pair for pair in header.split(";") if self.name in pair])
-        if ours.isascii():
-            text = ours
-        else:
-            try:
-                # WSGI gives the header as latin-1 text; cookies are UTF-8 bytes.
-                text = ours.encode("latin-1").decode("utf-8")
-            except UnicodeError:
-                log.debug("rejected a session cookie that is not valid UTF-8")
-                return None
-        # cls=list keeps werkzeug's (name, value) pairs without building a MultiDict.
-        pairs: List[Tuple[str, str]] = parse_cookie_pairs(text, cls=list)  # type: ignore[arg-type,assignment]
-        for name, value in pairs:
-            if name == self.name:
-                return value
+        for pair in header.split(";"):
+            if pair.partition("=")[0].strip() == self.name:
+                return _value(pair)
         return None
 
     def is_secure(self, environ: Mapping[str, Any]) -> bool:
@@ -139,3 +129,22 @@ class CookieOptions:
             samesite=self.samesite,
             partitioned=self.partitioned,
         )
+
+
+def _value(pair: str) -> Optional[str]:
+    # One "name=value" pair.  A plain value is its own text; a quoted one is
+    # unquoted by werkzeug's parser.
+    if pair.isascii():
+        value = pair.partition("=")[2].strip()
+        if '"' not in value and "\\" not in value:
+            return value
+    else:
+        try:
+            # WSGI gives the header as latin-1 text; cookies are UTF-8 bytes.
+            pair = pair.encode("latin-1").decode("utf-8")
+        except UnicodeError:
+            log.debug("rejected a session cookie that is not valid UTF-8")
+            return None
+    # cls=list keeps werkzeug's (name, value) pairs without building a MultiDict.
+    pairs: List[Tuple[str, str]] = parse_cookie_pairs(pair, cls=list)  # type: ignore[arg-type,assignment]
+    return pairs[0][1] if pairs else None
