@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from wsgisession.serialization import encode_value
-from wsgisession.store import SessionChanges, SessionRecord, Store, generate_session_id
+from wsgisession.store import ChangeOutcome, SessionChanges, SessionRecord, Store, generate_session_id
 
 from .ours import OUR_STORES, OurStore
 from .scenarios import SETUP_DATA
@@ -51,7 +51,7 @@ def _timed_atomic(store: Store, id: str, iterations: int, start: int) -> float:
         now = time.time()
         changes = SessionChanges(set={"visits": visits}, refreshed=now, expires=now + _EXPIRE_AFTER)
         began = time.perf_counter_ns()
-        if not store.apply_changes(id, changes, environ):
+        if store.apply_changes(id, changes, environ) is not ChangeOutcome.APPLIED:
             raise RuntimeError(f"{type(store).__name__}.apply_changes lost the benchmark's session")
         total += time.perf_counter_ns() - began
     return total / iterations / 1000.0

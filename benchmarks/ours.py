@@ -93,4 +93,4 @@ OUR_STORES: Tuple[OurStore, ...] = (
 
 def supports_lock(store: Store) -> bool:
     """True when the store implements per-session request locks (``lock=True``)."""
-    return type(store).lock_session is not Store.lock_session
+    return store.can_lock

@@ -8,7 +8,8 @@ temporary directory, or ``$DBM_STORE_PATH``)::
 
 The four basic methods are all a store needs.  ``apply_changes`` is the
 optional fifth: applying each request's changes under the store's lock keeps
-concurrent requests from erasing each other's keys.  One process only: dbm
+concurrent requests from erasing each other's keys, and a logout from being
+undone.  One process only: dbm
 files are not made for several writers.
 """
 
@@ -22,7 +23,7 @@ import threading
 from typing import Any, Callable, Dict, Iterable, Optional
 
 from wsgisession import SessionMiddleware, get_session
-from wsgisession.store import SessionChanges, SessionRecord, Store, storage_key
+from wsgisession.store import ChangeOutcome, SessionChanges, SessionRecord, Store, storage_key
 
 
 class DbmStore(Store):
@@ -48,13 +49,19 @@ class DbmStore(Store):
             if storage_key(id) in self.database:
                 del self.database[storage_key(id)]
 
-    def apply_changes(self, id: str, changes: SessionChanges, environ: Dict[str, Any]) -> bool:
+    def apply_changes(self, id: str, changes: SessionChanges, environ: Dict[str, Any]) -> ChangeOutcome:
+        key = storage_key(id)
         with self.mutex:
-            text = self.database.get(storage_key(id))
-            if text is None:
-                return False  # deleted (logout) meanwhile: stays deleted
-            self.database[storage_key(id)] = json.dumps(changes.apply_to(json.loads(text)))
-            return True
+            text = self.database.get(key)
+            record = None if text is None else json.loads(text)
+            if record is None or record.get("generation", 0) != changes.generation:
+                return ChangeOutcome.GONE  # deleted or cleared meanwhile: stays so
+            updated = changes.apply_to(record)
+            if not updated["data"]:
+                del self.database[key]
+                return ChangeOutcome.EMPTIED
+            self.database[key] = json.dumps(updated)
+            return ChangeOutcome.APPLIED
 
     def close(self) -> None:
         self.database.close()

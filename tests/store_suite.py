@@ -37,15 +37,22 @@ def clone(app: TestApp, cookie: str, name: str = "session") -> TestApp:
     return other
 
 
-def interrupted(slow: TestApp, loaded: threading.Event, other: TestApp, other_done: threading.Event) -> TestResponse:
-    """``slow``'s response to ``/`` when ``other``'s request to ``/`` runs between its load and its save.
+def interrupted(
+    slow: TestApp,
+    loaded: threading.Event,
+    other: TestApp,
+    other_done: threading.Event,
+    slow_path: str = "/",
+    other_path: str = "/",
+) -> TestResponse:
+    """``slow``'s response to ``slow_path`` when ``other``'s request to ``other_path`` runs between its load and its save.
 
     The slow handler sets ``loaded`` once it has read the session, then waits for ``other_done``.
     """
     with ThreadPoolExecutor(1) as pool:
-        pending = pool.submit(slow.get, "/")
+        pending = pool.submit(slow.get, slow_path)
         assert loaded.wait(10)
-        other.get("/")
+        other.get(other_path)
         other_done.set()
         return pending.result()
 
@@ -259,6 +266,169 @@ class StoreSuite:
         assert "Set-Cookie" not in response.headers
         assert app.get("/").text == "2"
 
+    # -- the edges of a request (the lifecycle) ------------------------------------
+
+    @pytest.mark.parametrize("failure", ["raise", "5xx", "raise after start_response"])
+    def test_a_flash_value_read_by_a_failing_request_is_still_there(self, store: Store, failure: str) -> None:
+        def app(environ: dict, start_response: Callable[..., Any]) -> List[bytes]:
+            from wsgisession import get_session
+
+            session = get_session(environ)
+            if environ["PATH_INFO"] == "/flash":
+                session["user"] = "ann"
+                session.flash("notice", "saved")
+                start_response("200 OK", [])
+                return [b"flashed"]
+            notice = str(session.get("notice"))
+            if environ["PATH_INFO"] == "/fail":
+                if failure == "5xx":
+                    start_response("500 Internal Server Error", [])
+                    return [notice.encode()]
+                if failure == "raise after start_response":
+                    start_response("200 OK", [])
+                raise RuntimeError("the handler failed after showing the message")
+            start_response("200 OK", [])
+            return [notice.encode()]
+
+        app_client = browser(SessionMiddleware(app, store))
+        app_client.get("/flash")
+        if failure == "5xx":
+            assert app_client.get("/fail", status=500).text == "saved"
+        else:
+            with pytest.raises(RuntimeError):
+                app_client.get("/fail")
+        assert app_client.get("/read").text == "saved"
+        assert app_client.get("/read").text == "None"
+
+    def test_raising_after_start_response_persists_nothing(
+        self, make_app: Callable[..., TestApp], store: Store
+    ) -> None:
+        def app(environ: dict, start_response: Callable[..., Any]) -> List[bytes]:
+            from wsgisession import get_session
+
+            session = get_session(environ)
+            session["n"] = session.get("n", 0) + 1
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            if environ["PATH_INFO"] == "/boom":
+                raise RuntimeError("failed after start_response")
+            return [str(session["n"]).encode()]
+
+        client = browser(SessionMiddleware(app, store))
+        assert client.get("/").text == "1"
+        with pytest.raises(RuntimeError):
+            client.get("/boom")
+        assert client.get("/").text == "2"
+
+    @pytest.mark.parametrize("emptying", ["pop the last key", "clear()"])
+    def test_a_session_left_empty_has_its_record_removed_and_its_cookie_expired(
+        self, make_app: Callable[..., TestApp], store: Store, emptying: str
+    ) -> None:
+        def handler(session: Any, environ: dict) -> Any:
+            if environ["PATH_INFO"] == "/login":
+                session["user"] = "ann"
+            elif environ["PATH_INFO"] == "/logout":
+                if emptying == "clear()":
+                    session.clear()
+                else:
+                    session.pop("user")
+            return dict(session.items())
+
+        app = make_app(handler, store)
+        app.get("/login")
+        cookie = cookie_of(app)
+        response = app.get("/logout")
+        set_cookie = response.headers["Set-Cookie"]
+        assert set_cookie.startswith("session=;") and "Max-Age=0" in set_cookie and "Path=/" in set_cookie
+        assert cookie_of(app) == ""
+        if not store.client_side:
+            assert store.get_session(cookie, {}) is None
+        assert app.get("/").json == {}
+        assert "Set-Cookie" not in app.get("/").headers
+
+    def test_clear_then_set_keeps_the_id_and_the_new_values(
+        self, make_app: Callable[..., TestApp], store: Store
+    ) -> None:
+        def handler(session: Any, environ: dict) -> Any:
+            if environ["PATH_INFO"] == "/login":
+                session.update(user="ann", cart=["tea"])
+            elif environ["PATH_INFO"] == "/logout":
+                session.clear()
+                session.flash("notice", "signed out")
+            return dict(session.items())
+
+        app = make_app(handler, store)
+        app.get("/login")
+        assert app.get("/logout").json == {"notice": "signed out"}
+        assert app.get("/").json == {"notice": "signed out"}
+
+    def test_a_browser_session_cookie_has_no_max_age_and_still_expires_on_the_server(
+        self, make_app: Callable[..., TestApp], store: Store, clock: Any
+    ) -> None:
+        def handler(session: Any, environ: dict) -> Any:
+            if environ["PATH_INFO"] == "/remember":
+                session.persistent = True
+            elif environ["PATH_INFO"] == "/forget":
+                session.persistent = False
+            else:
+                session["n"] = session.get("n", 0) + 1
+            return [session.get("n"), session.persistent]
+
+        app = make_app(handler, store, expire_after=DAY, persistent=False)
+        set_cookie = app.get("/").headers["Set-Cookie"]
+        assert "Max-Age" not in set_cookie and "Expires" not in set_cookie
+        clock.advance(0.5 * DAY)  # a refresh is due: written, but no cookie needed
+        reader = make_app(lambda session, environ: [session.get("n"), session.persistent], store, expire_after=DAY)
+        reader.set_cookie("session", cookie_of(app))
+        response = reader.get("/")
+        assert response.json == [1, False]  # the flag is the session's, whatever the reader's default
+        assert "Max-Age" not in response.headers.get("Set-Cookie", "")
+        assert "Max-Age=86400" in app.get("/remember").headers["Set-Cookie"]
+        assert app.get("/").json == [2, True]
+        assert "Max-Age" not in app.get("/forget").headers["Set-Cookie"]
+        clock.advance(DAY + 1)
+        assert app.get("/").json == [1, False]  # expired on the server although the cookie was kept
+
+    def test_a_neighbouring_cookie_never_hides_the_session(
+        self, make_app: Callable[..., TestApp], store: Store
+    ) -> None:
+        app = make_app(counter_app, store)
+        app.get("/")
+        neighbours = [
+            "app_session_pref=caf\xe9",  # not UTF-8, in a cookie whose name contains ours
+            "session_hint=%%%",
+            "xsession=" + "A" * 43,
+            "session2=garbage; other=\xff\xfe",
+        ]
+        expected = 1
+        for neighbour in neighbours:
+            for neighbour_first in (False, True):
+                ours = f"session={cookie_of(app)}"
+                header = f"{neighbour}; {ours}" if neighbour_first else f"{ours}; {neighbour}"
+                response = app.get("/", headers={"Cookie": header})
+                expected += 1
+                assert response.json["yy"] == expected, header
+                assert "Max-Age=0" not in response.headers.get("Set-Cookie", "")
+
+    def test_modified_stays_true_after_the_response(self, make_app: Callable[..., TestApp], store: Store) -> None:
+        sessions: List[Any] = []
+
+        def handler(session: Any, environ: dict) -> Any:
+            sessions.append(session)
+            if environ["PATH_INFO"] == "/write":
+                session["cart"] = []
+            elif environ["PATH_INFO"] == "/nested":
+                session["cart"].append("tea")
+            else:
+                session.get("cart")
+            return "ok"
+
+        app = make_app(handler, store)
+        for path in ("/write", "/read", "/nested", "/read"):
+            app.get(path)
+        assert [session.modified for session in sessions] == [True, False, True, False]
+        reader = make_app(lambda session, environ: session["cart"], store)
+        assert reader.get("/", headers={"Cookie": f"session={cookie_of(app)}"}).json == ["tea"]
+
 
 class ServerSideSuite(StoreSuite):
     """The concurrency guarantees of server-side stores (README, "Concurrency guarantees")."""
@@ -367,3 +537,125 @@ class ServerSideSuite(StoreSuite):
                 release.set()
             assert slow_result.result().json == "done"
         assert waiting.get("/").json == "ann"
+
+    # -- the edges of a request under concurrency ------------------------------------
+
+    @pytest.mark.parametrize("late", ["in-place change", "new key"])
+    @pytest.mark.parametrize("logout", ["clear()", "clear() and a notice"])
+    def test_a_clear_logout_is_never_undone_by_a_slow_request(
+        self, make_app: Callable[..., TestApp], store: Store, late: str, logout: str
+    ) -> None:
+        def sign_out(session: Any, environ: dict) -> Any:
+            session.clear()
+            if logout == "clear() and a notice":
+                session["notice"] = "signed out"
+            return "out"
+
+        after_logout = {} if logout == "clear()" else {"notice": "signed out"}
+        for _ in range(self.rounds):
+            loaded = threading.Event()
+            logged_out = threading.Event()
+
+            def slow(session: Any, environ: dict) -> Any:
+                user = session["user"]
+                loaded.set()
+                assert logged_out.wait(10)
+                if late == "in-place change":
+                    user["hits"] += 1
+                else:
+                    session["late"] = "write"
+                return "slow"
+
+            login = make_app(lambda session, environ: session.setdefault("user", {"name": "ann", "hits": 0}), store)
+            login.get("/")
+            cookie = cookie_of(login)
+            slow_app = clone(make_app(slow, store), cookie)
+            assert interrupted(slow_app, loaded, clone(make_app(sign_out, store), cookie), logged_out).json == "slow"
+            reader = clone(make_app(lambda session, environ: dict(session.items()), store), cookie)
+            assert reader.get("/").json == after_logout
+
+    def test_a_flash_value_is_shown_by_exactly_one_successful_response(self, store: Store) -> None:
+        def app(environ: dict, start_response: Callable[..., Any]) -> List[bytes]:
+            from wsgisession import get_session
+
+            session = get_session(environ)
+            if environ["PATH_INFO"] == "/set":
+                session.update(user="ann")
+                session.flash("notice", "once")
+                start_response("200 OK", [])
+                return [b""]
+            notice = str(session.get("notice"))
+            failing = environ["PATH_INFO"] != "/read/0"
+            start_response("500 Internal Server Error" if failing else "200 OK", [])
+            return [notice.encode()]
+
+        client = browser(SessionMiddleware(app, store))
+        for _ in range(self.rounds):
+            client.get("/set")
+            cookie = cookie_of(client)
+            # Seven readers fail, and the one that succeeds is sent last: the
+            # value is often taken by a failing request first, which must give it back.
+            with ThreadPoolExecutor(8) as pool:
+                responses = list(
+                    pool.map(
+                        lambda index: clone(client, cookie).get(f"/read/{index}", expect_errors=True), range(7, -1, -1)
+                    )
+                )
+            shown = [response.text == "once" and response.status_int == 200 for response in responses]
+            later = clone(client, cookie).get("/read/0").text
+            assert shown.count(True) + (later == "once") == 1, [(r.status_int, r.text) for r in responses]
+
+    @pytest.mark.parametrize("logout", ["delete()", "clear()"])
+    def test_a_failed_request_gives_no_flash_value_back_after_a_concurrent_logout(
+        self, make_app: Callable[..., TestApp], store: Store, logout: str
+    ) -> None:
+        loaded = threading.Event()
+        logged_out = threading.Event()
+
+        def failing(session: Any, environ: dict) -> Any:
+            assert session.get("notice") == "for ann"
+            loaded.set()
+            assert logged_out.wait(10)
+            raise RuntimeError("the request failed after taking the flash value")
+
+        def sign_out(session: Any, environ: dict) -> Any:
+            if logout == "delete()":
+                session.delete()
+            else:
+                session.clear()
+                session["visitor"] = "anonymous"
+            return "out"
+
+        setter = make_app(
+            lambda session, environ: [session.set("user", "ann"), session.flash("notice", "for ann")], store
+        )
+        setter.get("/")
+        cookie = cookie_of(setter)
+        with pytest.raises(RuntimeError):
+            interrupted(
+                clone(make_app(failing, store), cookie), loaded, clone(make_app(sign_out, store), cookie), logged_out
+            )
+        reader = clone(make_app(lambda session, environ: dict(session.items()), store), cookie)
+        assert reader.get("/").json == ({} if logout == "delete()" else {"visitor": "anonymous"})
+
+    def test_emptying_a_session_keeps_a_key_another_request_added(
+        self, make_app: Callable[..., TestApp], store: Store
+    ) -> None:
+        loaded = threading.Event()
+        added = threading.Event()
+
+        def slow(session: Any, environ: dict) -> Any:
+            session.get("owner")
+            loaded.set()
+            assert added.wait(10)
+            session.pop("owner")
+            return len(session)
+
+        cookie = self._session(make_app, store)
+        slow_app = clone(make_app(slow, store), cookie)
+        adder = clone(make_app(lambda session, environ: session.set("cart", ["tea"]), store), cookie)
+        response = interrupted(slow_app, loaded, adder, added)
+        assert response.json == 0  # this request's view was empty ...
+        assert "Set-Cookie" not in response.headers  # ... but the stored session was not
+        reader = clone(make_app(lambda session, environ: [session.new, dict(session.items())], store), cookie)
+        assert reader.get("/").json == [False, {"cart": ["tea"]}]

@@ -8,7 +8,7 @@ from typing import Any, Callable
 import pytest
 from webtest import TestApp
 
-from wsgisession import Session, SessionError, SessionMiddleware
+from wsgisession import Session, SessionMiddleware
 from wsgisession.stores.memory import MemoryStore
 from wsgisession.testing import FakeClock, session_of
 
@@ -86,7 +86,12 @@ def make_flask_app(clock: FakeClock, store: Any = None, **config: Any) -> Any:
     @app.get("/forget")
     def forget() -> Any:
         session.permanent = False
-        return "unreachable"
+        return "forgotten"
+
+    @app.get("/remember")
+    def remember() -> Any:
+        session.permanent = True
+        return "remembered"
 
     @app.get("/facts")
     def facts() -> Any:
@@ -117,7 +122,7 @@ def test_session_values_round_trip(make_app: Callable[..., TestApp]) -> None:
 
 def test_flask_session_is_a_wsgisession_session(make_app: Callable[..., TestApp]) -> None:
     facts = make_app().get("/facts").json
-    assert facts == {"type": "FlaskSession", "wrapped": "Session", "permanent": True, "new": True}
+    assert facts == {"type": "FlaskSession", "wrapped": "Session", "permanent": False, "new": True}
 
 
 def test_untouched_request_sets_no_cookie_and_no_vary(make_app: Callable[..., TestApp]) -> None:
@@ -176,9 +181,29 @@ def test_changes_made_while_streaming_are_saved(make_app: Callable[..., TestApp]
     assert app.get("/get").json == {"a": "1", "written_while_streaming": True}
 
 
-def test_permanent_false_is_refused(make_app: Callable[..., TestApp]) -> None:
-    with pytest.raises(SessionError, match="always permanent"):
-        make_app().get("/forget")
+def test_permanent_decides_between_a_persistent_and_a_browser_session_cookie(
+    make_app: Callable[..., TestApp], clock: FakeClock
+) -> None:
+    app = make_app(PERMANENT_SESSION_LIFETIME=datetime.timedelta(hours=1))
+    browser_session = app.get("/set?a=1").headers["Set-Cookie"]
+    assert "Max-Age" not in browser_session and "Expires" not in browser_session
+    assert app.get("/facts").json["permanent"] is False
+    made_permanent = app.get("/remember").headers["Set-Cookie"]  # the same id, re-issued with a Max-Age
+    assert "Max-Age=3600" in made_permanent
+    assert app.get("/facts").json["permanent"] is True
+    forgotten = app.get("/forget").headers["Set-Cookie"]
+    assert "Max-Age" not in forgotten and "Expires" not in forgotten
+    assert app.get("/get").json == {"a": "1"}
+    clock.advance(3601)  # the idle timeout applies on the server to a browser-session cookie too
+    assert app.get("/get").json == {}
+
+
+def test_session_permanent_config_sets_the_default(make_app: Callable[..., TestApp]) -> None:
+    app = make_app(SESSION_PERMANENT=True, PERMANENT_SESSION_LIFETIME=600)
+    assert "Max-Age=600" in app.get("/set?a=1").headers["Set-Cookie"]
+    assert app.get("/facts").json["permanent"] is True
+    forgotten = app.get("/forget").headers["Set-Cookie"]
+    assert "Max-Age" not in forgotten
 
 
 def test_flask_cookie_config_keys(make_app: Callable[..., TestApp]) -> None:
@@ -188,6 +213,7 @@ def test_flask_cookie_config_keys(make_app: Callable[..., TestApp]) -> None:
         SESSION_COOKIE_DOMAIN="localhost",
         SESSION_COOKIE_SAMESITE="Strict",
         SESSION_COOKIE_HTTPONLY=False,
+        SESSION_PERMANENT=True,
         PERMANENT_SESSION_LIFETIME=datetime.timedelta(hours=2),
     )
     set_cookie = app.get("/set?a=1").headers["Set-Cookie"]
@@ -221,7 +247,7 @@ def test_lifetime_is_the_idle_timeout(make_app: Callable[..., TestApp], clock: F
 
 
 def test_own_config_keys(make_app: Callable[..., TestApp], clock: FakeClock) -> None:
-    app = make_app(WSGISESSION_EXPIRE_AFTER=None, WSGISESSION_MAX_LIFETIME=100)
+    app = make_app(WSGISESSION_EXPIRE_AFTER=None, WSGISESSION_MAX_LIFETIME=100, SESSION_PERMANENT=True)
     assert "Max-Age=100;" in app.get("/set?a=1").headers["Set-Cookie"]
     clock.advance(99)
     assert app.get("/get").json == {"a": "1"}
@@ -252,14 +278,9 @@ def test_cookie_store_uses_secret_key_and_fallbacks(clock: FakeClock) -> None:
     assert dropped.get("/get").json == {}
 
 
-def test_cookie_store_without_secret_key_is_refused(clock: FakeClock) -> None:
-    with pytest.raises(ValueError, match="secret key"):
-        make_flask_app(clock, WSGISESSION_STORE="cookie")
-
-
 @pytest.mark.parametrize(
     ("config", "message"),
-    [({"SESSION_TYPE": "redis"}, "WSGISESSION_STORE"), ({"SESSION_PERMANENT": False}, "SESSION_PERMANENT")],
+    [({"SESSION_TYPE": "redis"}, "WSGISESSION_STORE"), ({"WSGISESSION_STORE": "cookie"}, "SECRET_KEY")],
 )
 def test_flask_session_settings_that_can_not_be_honoured(clock: FakeClock, config: Any, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -323,3 +344,44 @@ def test_secure_auto_behind_proxy_fix(clock: FakeClock) -> None:
     proxied = client.get("/set?a=1", headers={"X-Forwarded-Proto": "https"})
     assert "Secure" in proxied.headers["Set-Cookie"]
     assert "Secure" not in browser(app).get("/set?a=1").headers["Set-Cookie"]
+
+
+def test_a_flask_clear_logout_is_never_undone_by_a_slow_request(clock: FakeClock) -> None:
+    import threading
+
+    from .store_suite import clone, interrupted
+
+    loaded = threading.Event()
+    logged_out = threading.Event()
+    app = flask.Flask(__name__)
+    app.config.update(TESTING=True)
+    WsgiSession(app, store=MemoryStore(clock=clock), clock=clock)
+
+    @app.get("/login")
+    def login() -> Any:
+        flask.session["user"] = {"name": "ann", "hits": 0}
+        return "in"
+
+    @app.get("/slow")
+    def slow() -> Any:
+        user = flask.session["user"]
+        loaded.set()
+        assert logged_out.wait(10)
+        user["hits"] += 1  # an in-place change computed from the session before the logout
+        return "slow"
+
+    @app.get("/logout")
+    def logout() -> Any:
+        flask.session.clear()
+        return "out"
+
+    @app.get("/get")
+    def get() -> Any:
+        return dict(flask.session)
+
+    client = browser(app)
+    client.get("/login")
+    cookie = cookie_of(client)
+    response = interrupted(clone(client, cookie), loaded, clone(client, cookie), logged_out, "/slow", "/logout")
+    assert response.text == "slow"
+    assert clone(client, cookie).get("/get").json == {}

@@ -53,6 +53,23 @@ def views(config: Configurator) -> None:
     add("nothing", lambda request: "untouched")
     add("popitem", lambda request: list(request.session.popitem()))
     add("read_once", lambda request: request.session.wrapped.flash("notice", "once"))
+    add("show_once", lambda request: request.session.get("notice"))
+    add("clear", lambda request: request.session.clear() or "cleared")
+
+    def varied(request: Request) -> Response:
+        request.session["seen"] = True
+        response = Response("varied")
+        response.vary = ("Accept-Encoding",)
+        return response
+
+    config.add_route("varied", "/varied")
+    config.add_view(varied, route_name="varied")
+
+    def show_and_fail(request: Request) -> Response:
+        return Response(str(request.session.get("notice")), status=500)
+
+    config.add_route("show_and_fail", "/show_and_fail")
+    config.add_view(show_and_fail, route_name="show_and_fail")
 
     def fail(request: Request) -> Response:
         request.session["lost"] = True
@@ -259,3 +276,32 @@ def test_pyramid_session_wraps_a_wsgisession_session(app: TestApp) -> None:
     assert isinstance(seen["session"], PyramidSession)
     assert client.get("/read").json == ["read once"]
     assert client.get("/read").json == [None]
+
+
+def test_the_factory_merges_cookie_into_the_apps_vary_header(app: TestApp) -> None:
+    response = app.get("/varied")
+    assert response.headers.getall("Vary") == ["Accept-Encoding, Cookie"]
+
+
+def test_a_clear_logout_removes_the_session_and_its_cookie(app: TestApp) -> None:
+    app.get("/set?user=ann")
+    cookie = cookie_of(app)
+    response = app.get("/clear")
+    assert response.headers["Set-Cookie"].startswith("session=;") and "Max-Age=0" in response.headers["Set-Cookie"]
+    replay = browser(app.app)
+    replay.set_cookie("session", cookie)
+    assert replay.get("/get").json == {}
+
+
+def test_a_flash_value_shown_by_a_failing_response_is_still_there(app: TestApp) -> None:
+    app.get("/set?user=ann")
+    app.get("/read_once")
+    assert app.get("/show_and_fail", status=500).text == "once"
+    assert app.get("/show_once").json == "once"
+    assert app.get("/show_once").json is None
+
+
+def test_browser_session_cookies_from_the_settings(clock: FakeClock) -> None:
+    app = browser(make_pyramid_app({"wsgisession.store": "memory", "wsgisession.persistent": "false"}))
+    set_cookie = app.get("/set?a=1").headers["Set-Cookie"]
+    assert "Max-Age" not in set_cookie and "Expires" not in set_cookie

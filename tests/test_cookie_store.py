@@ -173,7 +173,8 @@ def test_cookie_is_signed_by_itsdangerous_with_sha256(make_app: Callable[..., Te
 
 def test_the_signed_payload_carries_id_times_and_data(make_app: Callable[..., TestApp], clock: FakeClock) -> None:
     cookie = logged_in(make_app, CookieStore(SECRET))
-    session_id, created, refreshed, data, flash = payload_of(cookie)
+    session_id, created, refreshed, data, flash, persistent = payload_of(cookie)
+    assert persistent is True
     assert len(session_id) == 43
     assert created == refreshed == clock()
     assert data == {"user": "ann"}
@@ -192,7 +193,7 @@ def test_a_forged_payload_built_like_the_store_does_is_accepted(
 def test_editing_the_readable_payload_breaks_the_signature(make_app: Callable[..., TestApp], clock: FakeClock) -> None:
     store = CookieStore(SECRET)
     cookie = logged_in(make_app, store, expire_after=DAY)
-    session_id, created, refreshed, data, flash = payload_of(cookie)
+    session_id, created, refreshed, data, flash, _ = payload_of(cookie)
     signature = cookie.rsplit(".", 1)[1]
     clock.advance(2 * DAY)
     edits = [
@@ -491,14 +492,27 @@ def test_one_store_serves_many_threads(make_app: Callable[..., TestApp]) -> None
 
 def test_flash_is_removed_from_the_reissued_cookie(make_app: Callable[..., TestApp]) -> None:
     store = CookieStore(SECRET)
-    setter = make_app(lambda session, environ: session.flash("notice", "saved"), store)
+    setter = make_app(lambda session, environ: [session.set("user", "ann"), session.flash("notice", "saved")], store)
     setter.get("/")
     with_flash = cookie_of(setter)
-    assert payload_of(with_flash)[3:] == [{"notice": "saved"}, ["notice"]]
+    assert payload_of(with_flash)[3:5] == [{"user": "ann", "notice": "saved"}, ["notice"]]
     reader = make_app(lambda session, environ: session.get("notice"), store)
     reader.set_cookie("session", with_flash)
     assert reader.get("/").json == "saved"
-    assert payload_of(cookie_of(reader))[3:] == [{}, []]
+    assert payload_of(cookie_of(reader))[3:5] == [{"user": "ann"}, []]
+
+
+def test_reading_the_last_flash_value_expires_the_cookie(make_app: Callable[..., TestApp]) -> None:
+    store = CookieStore(SECRET)
+    setter = make_app(lambda session, environ: session.flash("notice", "saved"), store)
+    setter.get("/")
+    reader = make_app(lambda session, environ: session.get("notice"), store)
+    reader.set_cookie("session", cookie_of(setter))
+    response = reader.get("/")
+    assert response.json == "saved"
+    assert response.headers["Set-Cookie"].startswith("session=;") and "Max-Age=0" in response.headers["Set-Cookie"]
+    assert cookie_of(reader) == ""
+    assert reader.get("/").json is None
 
 
 # -- size ------------------------------------------------------------------------------------------
@@ -738,11 +752,11 @@ def test_setting_a_key_to_its_current_value_re_issues_no_cookie(make_app: Callab
 
 def test_reading_a_flash_value_re_issues_the_cookie_without_it(make_app: Callable[..., TestApp]) -> None:
     store = CookieStore(SECRET)
-    setter = make_app(lambda session, environ: session.flash("notice", "saved"), store)
+    setter = make_app(lambda session, environ: [session.set("keep", 1), session.flash("notice", "saved")], store)
     setter.get("/")
     reader = make_app(lambda session, environ: session.get("notice"), store)
     reader.set_cookie("session", cookie_of(setter))
     response = reader.get("/")
     assert response.json == "saved"
-    assert payload_of(set_cookie_value(response) or "")[3] == {}
+    assert payload_of(set_cookie_value(response) or "")[3] == {"keep": 1}
     assert reader.get("/").json is None

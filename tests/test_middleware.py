@@ -98,14 +98,30 @@ def test_any_access_adds_vary_cookie(make_app: Callable[..., TestApp], touch: Ca
     assert response.headers["Vary"] == "Cookie"
 
 
-def test_existing_vary_header_is_extended_not_duplicated() -> None:
+@pytest.mark.parametrize(
+    "app_headers, expected",
+    [
+        ([("Vary", "Accept-Encoding, Cookie")], "Accept-Encoding, Cookie"),
+        ([("Vary", "Accept-Encoding")], "Accept-Encoding, Cookie"),
+        (
+            [("Vary", "accept-encoding"), ("X-Other", "1"), ("vary", "Accept-Language")],
+            "accept-encoding, Accept-Language, Cookie",
+        ),
+        ([("Vary", "cookie")], "cookie"),
+        ([("Vary", "*")], "*"),
+    ],
+)
+def test_cookie_is_merged_into_one_vary_header(app_headers: List[Any], expected: str) -> None:
     def app(environ: Dict[str, Any], start_response: Callable[..., Any]) -> List[bytes]:
         get_session(environ).get("x")
-        start_response("200 OK", [("Vary", "Accept-Encoding, Cookie")])
+        start_response("200 OK", list(app_headers))
         return [b""]
 
     response = browser(SessionMiddleware(app)).get("/")
-    assert response.headers.getall("Vary") == ["Accept-Encoding, Cookie"]
+    assert response.headers.getall("Vary") == [expected]
+    assert [name for name, _ in response.headerlist if name.lower() == "x-other"] == (
+        ["X-Other"] if len(app_headers) == 3 else []
+    )
 
 
 def test_unchanged_session_is_not_rewritten(make_app: Callable[..., TestApp], store: CountingStore) -> None:
@@ -356,3 +372,142 @@ def test_a_new_session_first_filled_after_start_response_is_dropped_with_a_warni
     assert "Set-Cookie" not in response.headers
     assert len(store) == 0
     assert any("dropped" in record.getMessage() for record in caplog.records)
+
+
+# -- the commit point: just before the first byte can reach the client ---------------------
+
+
+def test_the_response_a_client_sees_is_saved_before_its_first_chunk(store: CountingStore) -> None:
+    seen_by_another_request: List[Any] = []
+    reader = browser(SessionMiddleware(_echo, store))
+
+    def app(environ: Dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
+        session = get_session(environ)
+        session["n"] = session.get("n", 0) + 1
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        yield b"first chunk"
+        # The first chunk is on its way: another request already sees the change.
+        reader.set_cookie("session", session.id)
+        seen_by_another_request.append(reader.get("/").json)
+        yield b", second chunk"
+
+    client = browser(SessionMiddleware(app, store))
+    client.get("/")
+    assert client.get("/").text == "first chunk, second chunk"
+    assert seen_by_another_request == [{"n": 1}, {"n": 2}]
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_an_empty_body_is_saved_when_it_ends(store: CountingStore, method: str) -> None:
+    def app(environ: Dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
+        session = get_session(environ)
+        session["n"] = session.get("n", 0) + 1
+        start_response("204 No Content", [])
+        yield b""
+
+    client = browser(SessionMiddleware(app, store))
+    response = client.request("/", method=method)
+    assert response.status_int == 204 and "Set-Cookie" in response.headers
+    client.request("/", method=method)
+    assert store.get_session(client.cookies["session"], {})["data"] == {"n": 2}  # type: ignore[index]
+
+
+def test_an_app_that_writes_through_write_is_saved_before_its_first_write(store: CountingStore) -> None:
+    def app(environ: Dict[str, Any], start_response: Callable[..., Any]) -> List[bytes]:
+        session = get_session(environ)
+        session["n"] = session.get("n", 0) + 1
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        write(b"")  # nothing to send yet
+        write(str(session["n"]).encode())
+        return []
+
+    client = browser(SessionMiddleware(app, store))
+    assert client.get("/").text == "1"
+    assert client.get("/").text == "2"
+
+
+def test_a_lazy_app_that_starts_the_response_inside_its_body(store: CountingStore) -> None:
+    def app(environ: Dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
+        session = get_session(environ)
+        session["n"] = session.get("n", 0) + 1
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        yield str(session["n"]).encode()
+
+    client = browser(SessionMiddleware(app, store))
+    assert client.get("/").text == "1"
+    assert client.get("/").text == "2"
+    assert client.get("/").headers["Vary"] == "Cookie"
+
+
+def test_a_body_that_fails_before_its_first_chunk_persists_nothing(store: CountingStore) -> None:
+    def app(environ: Dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
+        session = get_session(environ)
+        session["n"] = session.get("n", 0) + 1
+        start_response("200 OK", [])
+        if environ["PATH_INFO"] == "/boom":
+            yield b""
+            raise RuntimeError("failed before any byte was sent")
+        yield str(session["n"]).encode()
+
+    client = browser(SessionMiddleware(app, store))
+    client.get("/")
+    with pytest.raises(RuntimeError):
+        client.get("/boom")
+    assert client.get("/").text == "2"
+
+
+def test_a_store_that_fails_at_the_commit_point_gives_an_error_and_saves_nothing_later(clock: Any) -> None:
+    class FailingWrites(MemoryStore):
+        failing = False
+
+        def apply_changes(self, id: str, changes: SessionChanges, environ: Dict[str, Any]) -> Any:
+            if self.failing:
+                raise ConnectionError("the store went away")
+            return super().apply_changes(id, changes, environ)
+
+    store = FailingWrites(clock=clock)
+
+    def app(environ: Dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
+        session = get_session(environ)
+        session["n"] = session.get("n", 0) + 1
+        start_response("200 OK", [])
+        yield b"chunk"
+        session["late"] = True
+
+    client = browser(SessionMiddleware(app, store, clock=clock))
+    client.get("/")
+    store.failing = True
+    with pytest.raises(SessionStoreError, match="could not save the session: ConnectionError"):
+        client.get("/")
+    store.failing = False
+    # The first request's late change was saved when its body closed; the failed request saved nothing.
+    assert store.get_session(client.cookies["session"], {})["data"] == {"n": 1, "late": True}  # type: ignore[index]
+
+
+def test_the_server_gets_its_start_response_call_before_the_first_chunk() -> None:
+    calls: List[str] = []
+
+    def app(environ: Dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
+        get_session(environ)["n"] = 1
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        calls.append("app started the response")
+        yield b"body"
+
+    def server(environ: Dict[str, Any]) -> List[Any]:
+        events: List[Any] = []
+
+        def start_response(status: str, headers: List[Any], exc_info: Any = None) -> Callable[[bytes], None]:
+            events.append(("start_response", status, sorted(name for name, _ in headers)))
+            return lambda data: events.append(("write", data))
+
+        body = SessionMiddleware(app)(environ, start_response)
+        try:
+            for chunk in body:
+                events.append(("chunk", chunk))
+        finally:
+            body.close()  # type: ignore[attr-defined]
+        return events
+
+    events = server({"REQUEST_METHOD": "GET", "PATH_INFO": "/", "wsgi.url_scheme": "http"})
+    assert events == [("start_response", "200 OK", ["Content-Type", "Set-Cookie", "Vary"]), ("chunk", b"body")]
+    assert calls == ["app started the response"]

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List
 
 import pytest
+from webtest import TestApp
 
 from wsgisession.store import Store
 
-from .store_suite import StoreSuite
+from .store_suite import StoreSuite, clone, cookie_of
 from .support import browser
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,6 +48,31 @@ class TestReadmeCustomStore(StoreSuite):
         exec(block_defining("class DirectoryStore"), namespace)
         store: Store = namespace["DirectoryStore"](tmp_path / "sessions")
         return store
+
+    def test_two_tabs_writing_at_once_never_fail(self, make_app: Callable[..., TestApp], store: Store) -> None:
+        def handler(session: Any, environ: dict) -> Any:
+            session[environ["PATH_INFO"]] = session.get("n", 0)
+            session["n"] = session.get("n", 0) + 1
+            return "ok"
+
+        opener = make_app(handler, store)
+        opener.get("/open")
+        tabs = [clone(make_app(handler, store), cookie_of(opener)) for _ in range(2)]
+
+        def browse(tab: TestApp) -> List[str]:
+            failures = []
+            for number in range(200):
+                try:
+                    response = tab.get(f"/page{number % 7}", expect_errors=True)
+                    if response.status_int != 200:
+                        failures.append(response.status)
+                except Exception as exc:  # noqa: BLE001 - collected and reported below
+                    failures.append(repr(exc))
+            return failures
+
+        with ThreadPoolExecutor(2) as pool:
+            failures = [failure for found in pool.map(browse, tabs) for failure in found]
+        assert failures == []
 
 
 def test_ci_runs_the_readme_test_command() -> None:

@@ -105,7 +105,14 @@ def test_keys_are_digests_and_the_raw_id_is_nowhere(
     assert held["during"] == [session_key.encode(), (session_key + ":lock").encode()]
     assert session_keys(redis_client) == [session_key.encode()]  # the lock is gone
     stored = redis_client.hgetall(session_key)
-    assert {field.decode() for field in stored} == {"d:user", "f:notice", "m:created", "m:refreshed", "m:expires"}
+    assert {field.decode() for field in stored} == {
+        "d:user",
+        "f:notice",
+        "m:created",
+        "m:refreshed",
+        "m:expires",
+        "m:persistent",
+    }
     assert stored[b"d:user"] == b'"ann"'
     for text in [*held["during"], *stored, *stored.values()]:
         assert cookie.encode() not in text
@@ -208,7 +215,9 @@ def test_thousands_of_keys_are_written_and_cleared(
     assert app.get("/clear").json == 1
     assert app.get("/count").json == 1
     fields = redis_client.hkeys(store.hash_key(cookie_of(app)))
-    assert sorted(fields) == [b"d:after", b"m:created", b"m:expires", b"m:refreshed"]
+    # clear() started the session's second generation.
+    assert sorted(fields) == [b"d:after", b"m:created", b"m:expires", b"m:gen", b"m:persistent", b"m:refreshed"]
+    assert redis_client.hget(store.hash_key(cookie_of(app)), "m:gen") == b"1"
 
 
 def test_persist_session_replaces_a_live_record_but_never_revives_a_deleted_one(

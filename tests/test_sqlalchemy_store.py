@@ -18,7 +18,7 @@ from webtest import TestApp
 
 from wsgisession import SessionLockTimeout, SessionStoreError
 from wsgisession.serialization import loads
-from wsgisession.store import SessionChanges, storage_key
+from wsgisession.store import ChangeOutcome, SessionChanges, storage_key
 from wsgisession.stores.sqlalchemy import SQLAlchemyStore, session_table
 from wsgisession.testing import FakeClock
 
@@ -131,7 +131,7 @@ def test_rows_are_stored_under_digests_as_json(
     (row,) = rows(store)
     assert row["id"] == storage_key(cookie)
     assert all(cookie not in str(value) for value in row.values())
-    assert loads(row["data"]) == {"data": {"user": "ann", "cart": ["tea"]}, "flash": []}
+    assert loads(row["data"]) == {"data": {"user": "ann", "cart": ["tea"]}, "flash": [], "persistent": True}
     assert row["version"] == 1 and row["lock_token"] is None
 
 
@@ -181,7 +181,7 @@ def test_a_write_loaded_before_a_refresh_keeps_the_newer_expiry(
     refreshed = row_of(store, cookie)
     # ... and the first request saves a late change, with the expiry it loaded.
     changes = SessionChanges(set={"late": 1}, refreshed=loaded["refreshed"], expires=loaded["expires"])
-    assert store.apply_changes(cookie, changes, environ) is True
+    assert store.apply_changes(cookie, changes, environ) is ChangeOutcome.APPLIED
     after = row_of(store, cookie)
     assert (after["refreshed_at"], after["expires_at"]) == (refreshed["refreshed_at"], refreshed["expires_at"])
     assert loads(after["data"])["data"]["late"] == 1
@@ -202,7 +202,7 @@ def test_an_update_never_recreates_a_deleted_row(
     assert rows(store) == []
     store.persist_session(record, cookie, {})
     changes = SessionChanges(set={"late": 1}, refreshed=record["refreshed"], expires=record["expires"])
-    assert store.apply_changes(cookie, changes, {}) is False
+    assert store.apply_changes(cookie, changes, {}) is ChangeOutcome.GONE
     assert rows(store) == []
 
 

@@ -1,14 +1,24 @@
-"""The WSGI flow: put a lazy session in environ, commit it when the response starts."""
+"""The WSGI flow: a lazy session in ``environ``, saved just before the response can reach the client.
+
+The rules (what is saved, which cookie, ``Vary``) live in
+:mod:`wsgisession.lifecycle`; this module finds the moment to apply them.
+PEP 3333 servers send nothing before the first non-empty body chunk or
+``write()`` call, so the session is saved right before that one (or when an
+empty body ends, or when an application returns a finished list).  That makes
+the rule simple: a request that raises before any byte could reach the
+client persists nothing, and a response the client can see is saved already.
+"""
 
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Iterable, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 
 from .cookies import CookieOptions
 from .errors import SessionError
 from .expiry import DEFAULT_EXPIRE_AFTER, Duration, ExpiryPolicy
-from .session import EXPIRE_COOKIE, Session
+from .lifecycle import Headers, Lifecycle
+from .session import Session
 from .store import Store, WSGIEnviron
 
 __all__ = ["SessionMiddleware", "get_session", "DEFAULT_ENVIRON_KEY"]
@@ -18,7 +28,6 @@ DEFAULT_ENVIRON_KEY = "wsgisession.session"
 
 StartResponse = Callable[..., Callable[[bytes], Any]]
 WSGIApp = Callable[[WSGIEnviron, StartResponse], Iterable[bytes]]
-Headers = List[Tuple[str, str]]
 
 
 class SessionMiddleware:
@@ -28,11 +37,13 @@ class SessionMiddleware:
     ``expire_after`` is the sliding idle timeout (seconds or a timedelta; None
     for none), ``max_lifetime`` the absolute lifetime that sliding never
     extends, ``refresh_interval`` how often an unchanged session's expiry is
-    written (default a tenth of ``expire_after``).  ``cookie_options`` takes
-    ``path``, ``domain``, ``secure`` (True, False or "auto"), ``httponly``,
-    ``samesite`` and ``partitioned``.  With ``lock=True`` requests of one
-    session that touch it run one at a time, waiting at most ``lock_timeout``
-    seconds.  ``clock`` returns Unix seconds; tests inject their own.
+    written (default a tenth of ``expire_after``).  ``persistent`` is the
+    default of :attr:`Session.persistent`: True gives cookies a Max-Age, False
+    browser-session cookies.  ``cookie_options`` takes ``path``, ``domain``,
+    ``secure`` (True, False or "auto"), ``httponly``, ``samesite`` and
+    ``partitioned``.  With ``lock=True`` requests of one session that touch it
+    run one at a time, waiting at most ``lock_timeout`` seconds.  ``clock``
+    returns Unix seconds; tests inject their own.
     """
 
     def __init__(
@@ -44,6 +55,7 @@ class SessionMiddleware:
         expire_after: Optional[Duration] = DEFAULT_EXPIRE_AFTER,
         max_lifetime: Optional[Duration] = None,
         refresh_interval: Optional[Duration] = None,
+        persistent: bool = True,
         cookie_options: Optional[Mapping[str, Any]] = None,
         environ_key: str = DEFAULT_ENVIRON_KEY,
         lock: bool = False,
@@ -55,107 +67,150 @@ class SessionMiddleware:
 
             store = MemoryStore(clock=clock)
         if lock:
-            if store.client_side:
-                raise ValueError(
-                    f"lock=True needs a server-side store; {type(store).__name__} keeps data in the cookie"
+            if not store.can_lock:
+                reason = (
+                    "keeps data in the cookie"
+                    if store.client_side
+                    else "has no request lock (a store implements lock_session() and sets can_lock = True)"
                 )
-            if type(store).lock_session is Store.lock_session:
-                raise ValueError(f"{type(store).__name__} does not implement lock_session(), so lock=True can not work")
+                raise ValueError(f"lock=True needs a store with a request lock; {type(store).__name__} {reason}")
             if not lock_timeout > 0:
                 raise ValueError("lock_timeout must be a positive number of seconds")
         self.app = app
-        self.store = store
-        self.policy = ExpiryPolicy(expire_after, max_lifetime, refresh_interval, clock)
-        self.cookie = CookieOptions.from_mapping(cookie_name, cookie_options)
+        #: The settings every request's session follows.
+        self.lifecycle = Lifecycle(
+            store,
+            ExpiryPolicy(expire_after, max_lifetime, refresh_interval, clock),
+            CookieOptions.from_mapping(cookie_name, cookie_options),
+            lock_timeout=lock_timeout if lock else None,
+            persistent=bool(persistent),
+        )
         self.environ_key = environ_key
-        self.lock_timeout = lock_timeout if lock else None
+
+    @property
+    def store(self) -> Store:
+        """The store sessions are kept in."""
+        return self.lifecycle.store
+
+    @property
+    def policy(self) -> ExpiryPolicy:
+        """The expiry rules."""
+        return self.lifecycle.policy
+
+    @property
+    def cookie(self) -> CookieOptions:
+        """The cookie's name and attributes."""
+        return self.lifecycle.cookie
+
+    @property
+    def lock_timeout(self) -> Optional[float]:
+        """Seconds a request waits for its session's lock; None without ``lock=True``."""
+        return self.lifecycle.lock_timeout
 
     def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
-        session = Session(self.store, self.policy, self.cookie, environ, self.lock_timeout)
+        lifecycle = self.lifecycle
+        session = Session(lifecycle, environ, lifecycle.lock_timeout)
         environ[self.environ_key] = session
-        response = _Response(self, session, environ, start_response)
+        response = _Response(session, start_response)
         try:
             body = self.app(environ, response.start_response)
         except BaseException:
-            session.finish(persist=False)
+            response.end(failed=True)
             raise
         if type(body) is list:
-            # A list body is finished: the app can no longer touch the session,
-            # so it is ended now, without wrapping the body.
+            # A finished body: the application can no longer change the
+            # session, so the response starts now, without a wrapper.
             if session.accessed:
-                session.finish(persist=not response.failed)
+                try:
+                    response.begin()
+                finally:
+                    response.end()
             return body
         response.body = body
         return response
 
-    def _session_headers(self, session: Session, headers: Headers, environ: WSGIEnviron, *, commit: bool) -> Headers:
-        # ``headers`` plus what the session adds when the response starts:
-        # Vary, and (when ``commit``) the Set-Cookie of the saved session.
-        headers = list(headers)
-        if not _varies_on_cookie(headers):
-            headers.append(("Vary", "Cookie"))
-        if commit:
-            set_cookie = self.commit_session(session, environ)
-            if set_cookie is not None:
-                headers.append(("Set-Cookie", set_cookie))
-        return headers
-
-    def commit_session(self, session: Session, environ: WSGIEnviron) -> Optional[str]:
-        """Save the session's changes; return the Set-Cookie value the response needs, or None.
-
-        Integrations that set headers on their framework's response object
-        call it when the response starts (and skip it for server errors).
-        """
-        update = session.commit(headers_open=True)
-        if update is None:
-            return None
-        if update is EXPIRE_COOKIE:
-            return self.cookie.expire_header(environ)
-        value, max_age = update
-        return self.cookie.set_header(value, max_age, environ)
-
-
-def _varies_on_cookie(headers: Headers) -> bool:
-    for name, value in headers:
-        if name.lower() == "vary":
-            varies = {part.strip().lower() for part in value.split(",")}
-            if "cookie" in varies or "*" in varies:
-                return True
-    return False
-
 
 class _Response:
-    """One request's response: the wrapped ``start_response``, then the body passed through.
+    """One request's response: the wrapped ``start_response`` and ``write``, then the body passed through.
 
-    On ``close()`` the session saves changes made while the body streamed
-    (unless the response failed) and releases its request lock.
+    When the session was accessed by the time the application calls
+    ``start_response``, the server's ``start_response`` is called at the
+    commit point (:meth:`begin`) with the session's headers added.
+    ``close()`` ends the request's lifecycle.
     """
 
-    __slots__ = ("_middleware", "_session", "_environ", "_start_response", "body", "failed")
+    __slots__ = ("_session", "_start_response", "_status", "_headers", "_exc_info", "_write", "body", "failed")
 
-    def __init__(
-        self, middleware: SessionMiddleware, session: Session, environ: WSGIEnviron, start_response: StartResponse
-    ) -> None:
-        self._middleware = middleware
+    _headers: Headers
+    _exc_info: Any
+
+    def __init__(self, session: Session, start_response: StartResponse) -> None:
+        # _headers and _exc_info are set when the server's start_response waits.
         self._session = session
-        self._environ = environ
         self._start_response = start_response
+        self._status: Optional[str] = None
+        self._write: Optional[Callable[[bytes], Any]] = None
         self.body: Iterable[bytes] = ()
         self.failed = False
 
     def start_response(self, status: str, headers: Headers, exc_info: Any = None) -> Callable[[bytes], Any]:
-        if self._session.accessed:
-            if status[:1] == "5":
-                self.failed = True  # nothing is persisted for a server error
-            headers = self._middleware._session_headers(self._session, headers, self._environ, commit=not self.failed)
-        return self._start_response(status, headers, exc_info)
+        if self._write is not None:
+            # The response has begun: the server raises exc_info if it has
+            # sent the headers, or takes the new ones.
+            return self._start_response(status, headers, exc_info)
+        self._status = status
+        if not self._session.accessed:
+            # Nothing to decide: the server gets the response now.  A session
+            # first touched later can still save changes, but set no cookie.
+            self._write = self._start_response(status, headers, exc_info)
+            return self._write
+        self._headers, self._exc_info = headers, exc_info
+        return self.write
+
+    def begin(self) -> None:
+        """The commit point: save the session and hand the server the headers with its cookie."""
+        if self._write is None and self._status is not None:
+            request = self._session._request  # made when the session was touched, before start_response
+            assert request is not None
+            headers = request.response_headers(self._status, self._headers)
+            self._write = self._start_response(self._status, headers, self._exc_info)
+            self._exc_info = None
+
+    def write(self, data: bytes) -> Any:
+        if self._write is None:
+            if not data:
+                return None  # nothing reaches the client yet
+            self.begin()
+        assert self._write is not None, "write() called before start_response()"
+        return self._write(data)
 
     def __iter__(self) -> Iterator[bytes]:
+        chunks = iter(self.body)
         try:
-            yield from self.body
+            if self._write is None:
+                for chunk in chunks:
+                    if chunk:
+                        self.begin()
+                        yield chunk
+                        break
+                else:
+                    self.begin()  # an empty body (HEAD, 204, 304): the response starts as it ends
+                    return
+            yield from chunks
         except BaseException:
             self.failed = True
             raise
+
+    def end(self, *, failed: bool = False) -> None:
+        """End the session's lifecycle, if the application touched the session at all."""
+        request = self._session._request
+        if request is None:
+            return  # the session was never touched
+        if self._write is not None and not request.responded and not failed:
+            # First touched after the server got its start_response call.
+            assert self._status is not None
+            request.response_started(self._status)
+        request.end(failed=failed)
 
     def close(self) -> None:
         try:
@@ -163,7 +218,7 @@ class _Response:
             if close is not None:
                 close()
         finally:
-            self._session.finish(persist=not self.failed)
+            self.end(failed=self.failed)
 
 
 def get_session(environ: Mapping[str, Any], key: str = DEFAULT_ENVIRON_KEY) -> Session:

@@ -10,12 +10,18 @@ package with the request's ``environ`` in place of its context::
 
 ``data`` is a :class:`SessionRecord`: a JSON-serializable dict.  Everything
 else here has a working default built on those four, which a store overrides
-when its medium can do better (atomic change sets, a cheaper expiry refresh,
-request locks, cleanup of expired records).
+when its medium can do better (atomic change sets, atomic flash reads, request
+locks, cleanup of expired records).
+
+A request never writes the snapshot it loaded back: it sends the store a
+:class:`SessionChanges`, the keys it set and deleted relative to the record it
+loaded (``changes.base``).  What a store needs between the load and the save
+(a version for compare-and-swap, a generation) travels in that record.
 """
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import logging
 import re
@@ -25,27 +31,60 @@ from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Tuple, TypedDi
 
 from .errors import SessionError
 
-__all__ = ["Store", "SessionRecord", "SessionChanges", "SessionLock", "generate_session_id", "storage_key"]
+__all__ = [
+    "Store",
+    "SessionRecord",
+    "SessionChanges",
+    "ChangeOutcome",
+    "SessionLock",
+    "generate_session_id",
+    "storage_key",
+]
 
 log = logging.getLogger("wsgisession")
 
 WSGIEnviron = Dict[str, Any]
 
 
-class SessionRecord(TypedDict):
+class _RequiredRecordFields(TypedDict):
+    data: Dict[str, Any]
+    flash: List[str]
+    created: float
+    refreshed: float
+    expires: Optional[float]
+
+
+class SessionRecord(_RequiredRecordFields, total=False):
     """One stored session, as JSON-compatible data.
 
     ``data`` maps keys to encoded values (see ``wsgisession.serialization``);
     ``flash`` lists the keys of ``data`` that are flash values; ``created`` and
     ``refreshed`` are Unix times; ``expires`` is when the record dies unless
     refreshed (None for never), for stores that expire records natively.
+
+    Optional fields (records written by 0.1.0 lack them): ``generation``
+    counts the ``clear()`` calls the session went through (missing means 0);
+    ``persistent`` is False for a session whose cookie lasts until the browser
+    closes (missing means the middleware's default); ``version`` is the
+    store's own token for compare-and-swap, which the store puts in the record
+    it loads and finds again in ``changes.base``.
     """
 
-    data: Dict[str, Any]
-    flash: List[str]
-    created: float
-    refreshed: float
-    expires: Optional[float]
+    generation: int
+    persistent: bool
+    version: Any
+
+
+class ChangeOutcome(enum.Enum):
+    """What :meth:`Store.apply_changes` did with a request's changes."""
+
+    #: The changes were applied to the stored record.
+    APPLIED = "applied"
+    #: The changes left the session without data, so its record was removed.
+    EMPTIED = "emptied"
+    #: The record is gone (deleted, regenerated, expired) or was cleared since
+    #: the request loaded it: nothing was written.
+    GONE = "gone"
 
 
 @dataclass
@@ -64,34 +103,82 @@ class SessionChanges:
     deleted: FrozenSet[str] = frozenset()
     #: Keys of ``set`` that are flash values.
     flash: FrozenSet[str] = frozenset()
-    #: True when the request called ``clear()``: every key not in ``set`` goes.
+    #: True when the request called ``clear()``: every key not in ``set``
+    #: goes, and the session starts a new generation.
     cleared: bool = False
-    #: The new refresh time and expiry of the record.
+    #: The new refresh time and expiry of the record.  An older refresh time
+    #: than the stored one never replaces it.
     refreshed: float = 0.0
     expires: Optional[float] = None
+    #: Flash values a failed request gives back (encoded): each is put back,
+    #: as a flash value, where the record has no value under its key.
+    restore: Mapping[str, Any] = field(default_factory=dict)
+    #: Flash keys this request took with :meth:`Store.consume_flash`.  A store
+    #: whose ``consume_flash`` removed them has nothing more to do; the cookie
+    #: store leaves them out of the cookie.
+    claimed: FrozenSet[str] = frozenset()
+    #: The session's new persistence flag, or None when it did not change.
+    persistent: Optional[bool] = None
+    #: The record as this request loaded it (or last saved it), for stores
+    #: that compare versions or build the whole record from it.
+    base: Optional[SessionRecord] = None
+
+    @property
+    def generation(self) -> int:
+        """The generation of the record this request loaded; the store applies nothing to another one."""
+        base = self.base
+        return base.get("generation", 0) if base is not None else 0
 
     @property
     def changes_data(self) -> bool:
-        """False when only the expiry is refreshed."""
-        return bool(self.set or self.deleted or self.cleared)
+        """False when only the expiry is refreshed (the claimed keys are already gone)."""
+        return bool(self.set or self.deleted or self.cleared or self.restore or self.persistent is not None)
 
     def apply_to(self, record: SessionRecord) -> SessionRecord:
-        """Return a new record: ``record`` with these changes applied."""
-        data = {} if self.cleared else dict(record["data"])
-        flash = [] if self.cleared else record["flash"]
+        """Return a new record: ``record`` with these changes applied.
+
+        It does not check the generation: a store compares
+        ``record.get("generation", 0)`` with :attr:`generation` first.
+        """
+        generation = record.get("generation", 0)
+        if self.cleared:
+            data: Dict[str, Any] = {}
+            flash: List[str] = []
+            generation += 1
+        else:
+            data = dict(record["data"])
+            flash = record["flash"]
         for key in self.deleted:
             data.pop(key, None)
         data.update(self.set)
-        if flash or self.flash:  # most sessions have no flash value: skip the set work
-            flash_keys = set(flash).difference(self.deleted, self.set)
-            flash = sorted(flash_keys | self.flash)
-        return {
+        restored: List[str] = []
+        if self.restore:
+            restored = [key for key in self.restore if key not in data]
+            for key in restored:
+                data[key] = self.restore[key]
+        if flash or self.flash or restored:  # most sessions have no flash value: skip the set work
+            kept = set(flash).difference(self.deleted, self.set)
+            kept.update(self.flash.intersection(self.set), restored)
+            flash = sorted(kept.intersection(data))
+        else:
+            flash = []
+        if self.refreshed >= record["refreshed"]:
+            refreshed, expires = self.refreshed, self.expires
+        else:
+            refreshed, expires = record["refreshed"], record["expires"]
+        updated: SessionRecord = {
             "data": data,
-            "flash": list(flash),
+            "flash": flash,
             "created": record["created"],
-            "refreshed": self.refreshed,
-            "expires": self.expires,
+            "refreshed": refreshed,
+            "expires": expires,
         }
+        if generation:
+            updated["generation"] = generation
+        persistent = record.get("persistent") if self.persistent is None else self.persistent
+        if persistent is not None:
+            updated["persistent"] = persistent
+        return updated
 
 
 class SessionLock:
@@ -123,12 +210,18 @@ class Store:
 
     Subclasses implement the four basic methods.  Every other method has a
     default built on them, correct but not atomic against concurrent requests
-    (the last writer of a key wins); override them to do better.
+    (the last writer of a key wins); override them to do better.  What a
+    store can do is said by its class attributes, :attr:`client_side` and
+    :attr:`can_lock`.
     """
 
     #: True for stores that keep the whole session in the cookie itself (the
-    #: cookie value then carries the data, see :meth:`cookie_value`).
+    #: cookie value carries the data, see :meth:`cookie_value`).
     client_side: bool = False
+
+    #: True for stores that implement :meth:`lock_session`, so that
+    #: ``SessionMiddleware(lock=True)`` can use them.
+    can_lock: bool = False
 
     # -- the four basic methods ------------------------------------------------
 
@@ -173,23 +266,33 @@ class Store:
         """True when ``value`` has the shape of a session id (not that it exists)."""
         return _SESSION_ID.fullmatch(value) is not None
 
-    def cookie_value(self, id: str, data: SessionRecord) -> str:
-        """The value to put in the cookie for this session: its id, for server-side stores."""
+    def cookie_value(self, id: str, changes: SessionChanges) -> str:
+        """The cookie value of the session ``changes`` leave behind: its id, for server-side stores.
+
+        A store that keeps the session in the cookie builds the value from
+        ``changes.apply_to(changes.base)``.
+        """
         return id
 
-    def apply_changes(self, id: str, changes: SessionChanges, environ: WSGIEnviron) -> bool:
-        """Apply one request's changes to the stored record; False when it is gone.
+    def apply_changes(self, id: str, changes: SessionChanges, environ: WSGIEnviron) -> ChangeOutcome:
+        """Apply one request's changes to the stored record and say what happened.
 
-        Returning False (the session was deleted or regenerated meanwhile) drops
-        the changes: a logged-out session is never brought back.  The default
-        reads, merges and persists, which is not atomic; override it to make
-        concurrent requests on one session keep each other's keys.
+        ``GONE`` (the session was deleted, regenerated or cleared since the
+        request loaded it) drops the changes: a logged-out session is never
+        brought back.  ``EMPTIED``: no data was left, so the record was
+        removed.  The default reads, merges and persists, which is not atomic;
+        override it to make concurrent requests on one session keep each
+        other's keys.
         """
         record = self.get_session(id, environ)
-        if record is None:
-            return False
-        self.persist_session(changes.apply_to(record), id, environ)
-        return True
+        if record is None or record.get("generation", 0) != changes.generation:
+            return ChangeOutcome.GONE
+        updated = changes.apply_to(record)
+        if not updated["data"]:
+            self.delete_session(id, environ)
+            return ChangeOutcome.EMPTIED
+        self.persist_session(updated, id, environ)
+        return ChangeOutcome.APPLIED
 
     def consume_flash(self, id: str, key: str, environ: WSGIEnviron) -> bool:
         """Remove flash value ``key`` from the stored record; True if this call removed it.
@@ -209,7 +312,7 @@ class Store:
         """Hold the per-session request lock for ``id`` until ``release()``.
 
         Raises ``SessionLockTimeout`` after ``timeout`` seconds.  The base class
-        has no lock; stores that support ``lock=True`` override this.
+        has no lock; stores that set :attr:`can_lock` override this.
         """
         raise SessionError(f"{type(self).__name__} does not support per-session locks (lock=True)")
 

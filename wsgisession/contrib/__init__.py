@@ -8,10 +8,11 @@ module imports no framework.  It holds what more than one integration needs:
   (ini strings, Pyramid settings, Flask config) into a store and the keyword
   arguments of :class:`~wsgisession.SessionMiddleware`;
 * :class:`SessionProxy`, the mapping the Flask and Pyramid session objects
-  wrap a :class:`~wsgisession.Session` with;
-* :func:`open_session`, for the cases where an integration opens the session
-  itself and sets the cookie on the framework's response object (with
-  :meth:`SessionMiddleware.commit_session`).
+  wrap a :class:`~wsgisession.Session` with.
+
+An integration that opens a session itself (Flask's test helpers, Pyramid
+without the middleware) begins it with ``middleware.lifecycle.begin(environ)``
+and follows :mod:`wsgisession.lifecycle`, like the middleware does.
 """
 
 from __future__ import annotations
@@ -22,16 +23,14 @@ import time
 from collections.abc import ItemsView, KeysView, MutableMapping, ValuesView
 from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Tuple
 
-from ..middleware import SessionMiddleware
 from ..session import Session
-from ..store import Store, WSGIEnviron
+from ..store import Store
 
 __all__ = [
     "REGISTRY_KEY",
     "store_from_url",
     "middleware_options",
     "SessionProxy",
-    "open_session",
 ]
 
 #: The key under which an integration that opens sessions itself (Pyramid's
@@ -168,8 +167,8 @@ def middleware_options(
     Reads the keys that start with ``prefix``: ``store`` (a Store or a URL for
     :func:`store_from_url`), ``secret_key``, ``store.<option>``,
     ``cookie_name``, ``cookie_<attribute>``, ``expire_after``,
-    ``max_lifetime``, ``refresh_interval`` (seconds or ``none``), ``lock``,
-    ``lock_timeout`` and ``environ_key``; values may be text, as in an ini
+    ``max_lifetime``, ``refresh_interval`` (seconds or ``none``),
+    ``persistent``, ``lock``, ``lock_timeout`` and ``environ_key``; values may be text, as in an ini
     file.  An unknown key is a ``ValueError``, so a typo is not ignored.
     """
     options: Dict[str, Any] = {}
@@ -197,8 +196,8 @@ def middleware_options(
             options[name] = str(value).strip()
         elif name in ("expire_after", "max_lifetime", "refresh_interval"):
             options[name] = _duration(full_name, value)
-        elif name == "lock":
-            options["lock"] = _boolean(full_name, value)
+        elif name in ("lock", "persistent"):
+            options[name] = _boolean(full_name, value)
         elif name == "lock_timeout":
             options["lock_timeout"] = _duration(full_name, value)
         else:
@@ -272,7 +271,7 @@ class SessionProxy(MutableMapping[str, Any]):
         self.wrapped.update(*args, **kwargs)
 
     def clear(self) -> None:
-        """Remove every key; the session and its id stay."""
+        """Remove every key and start a new generation of the session (see :meth:`Session.clear`)."""
         self.wrapped.clear()
 
     def keys(self) -> KeysView[str]:
@@ -300,6 +299,15 @@ class SessionProxy(MutableMapping[str, Any]):
         self.wrapped.delete()
 
     @property
+    def persistent(self) -> bool:
+        """Whether the cookie outlives the browser (see :attr:`Session.persistent`)."""
+        return self.wrapped.persistent
+
+    @persistent.setter
+    def persistent(self, value: bool) -> None:
+        self.wrapped.persistent = value
+
+    @property
     def id(self) -> str:
         """The session id the cookie carries (a secret)."""
         return self.wrapped.id
@@ -321,15 +329,3 @@ class SessionProxy(MutableMapping[str, Any]):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.wrapped!r}>"
-
-
-def open_session(middleware: SessionMiddleware, environ: WSGIEnviron, *, locked: bool) -> Session:
-    """A session for a request that did not pass through ``middleware``, with its settings.
-
-    Whoever opens it must end it: ``middleware.commit_session()``, then
-    ``session.finish(persist=False)``.  With ``locked`` it takes the
-    middleware's request lock (when it has ``lock=True``); only ask for that
-    when the session is sure to be finished.
-    """
-    lock_timeout = middleware.lock_timeout if locked else None
-    return Session(middleware.store, middleware.policy, middleware.cookie, environ, lock_timeout)

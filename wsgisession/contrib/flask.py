@@ -12,11 +12,12 @@
 ``init_app`` wraps ``app.wsgi_app`` in :class:`~wsgisession.SessionMiddleware`
 and installs :class:`WsgiSessionInterface`, whose ``open_session`` only wraps
 the session the middleware put in ``environ``.  The middleware, not Flask's
-``save_session``, commits: so the cookie is decided when the response starts
-(after every ``after_request`` function), changes made while a streamed body
-is sent are still saved, a 5xx response persists nothing, and the request lock
-is held until the body is closed.  Those guarantees are the same as for any
-other WSGI app.
+``save_session``, saves: just before the response's first byte can leave
+(after every ``after_request`` function), so a 5xx response or an exception
+persists nothing, changes made while a streamed body is sent are still saved,
+and the request lock is held until the body is closed.  Those guarantees are
+the same as for any other WSGI app.  Configuration is read once, by
+``init_app``.
 """
 
 from __future__ import annotations
@@ -26,12 +27,13 @@ from typing import Any, Callable, Dict, Optional
 
 from flask import Flask, Request, Response
 from flask.sessions import SessionInterface, SessionMixin
+from werkzeug.datastructures import Headers
 
-from ..errors import SessionError
+from ..lifecycle import RequestLifecycle
 from ..middleware import SessionMiddleware
 from ..session import Session
-from ..store import Store, WSGIEnviron
-from . import SessionProxy, open_session, store_from_url
+from ..store import Store
+from . import SessionProxy, store_from_url
 
 __all__ = ["WsgiSession", "WsgiSessionInterface", "FlaskSession", "options_from_config"]
 
@@ -52,45 +54,52 @@ _OWN_OPTIONS = {
 class FlaskSession(SessionProxy, SessionMixin):  # type: ignore[override]  # read-only ``new``
     """``flask.session``: a wsgisession :class:`~wsgisession.Session` under Flask's session API.
 
-    Every session is permanent: it lives for ``PERMANENT_SESSION_LIFETIME``
-    after its last use and its cookie carries that Max-Age.  ``modified`` is
-    True when the request changed the session, in-place changes included.
+    ``permanent`` is the session's persistence flag (:attr:`Session.persistent`):
+    False, as in Flask, unless ``SESSION_PERMANENT`` says otherwise; a
+    permanent session's cookie carries a Max-Age, the others last until the
+    browser closes, and the idle timeout applies on the server either way.
+    ``modified`` is True once the request changed the session, in-place
+    changes included.
     """
 
-    def __init__(self, session: Session, opened_for: Optional[WSGIEnviron] = None) -> None:
+    def __init__(self, session: Session, opened_for: Optional[RequestLifecycle] = None) -> None:
         super().__init__(session)
-        #: Set by Flask whenever the ``flask.session`` proxy is used.
-        self.accessed = False
-        # The environ of a request that did not pass through the middleware
-        # (test_request_context, session_transaction): save_session commits.
+        # The lifecycle of a request that did not pass through the middleware
+        # (test_request_context, session_transaction): save_session ends it.
         self.opened_for = opened_for
-        self._marked_modified = False
+        self._accessed = False
 
     @property
     def permanent(self) -> bool:
-        """Always True: the idle timeout is enforced on the server for every session."""
-        return True
+        """Whether the cookie outlives the browser; the server-side idle timeout applies either way."""
+        return self.wrapped.persistent
 
     @permanent.setter
     def permanent(self, value: bool) -> None:
-        if not value:
-            raise SessionError(
-                "wsgisession sessions are always permanent: each lives for PERMANENT_SESSION_LIFETIME "
-                "(or WSGISESSION_EXPIRE_AFTER) after its last use; browser-session cookies need "
-                "WSGISESSION_EXPIRE_AFTER = None and no WSGISESSION_MAX_LIFETIME"
-            )
+        self.wrapped.persistent = bool(value)
+
+    @property
+    def accessed(self) -> bool:
+        """True once the session was used in this request (Flask also sets it when ``flask.session`` is used)."""
+        return self._accessed or self.wrapped.accessed
+
+    @accessed.setter
+    def accessed(self, value: bool) -> None:
+        self._accessed = bool(value)
 
     @property
     def modified(self) -> bool:
-        """True when this request changed the session, or code set ``modified = True``."""
-        return self._marked_modified or self.wrapped.modified
+        """True once this request changed the session, to the end of the request."""
+        return self.wrapped.modified
 
     @modified.setter
     def modified(self, value: bool) -> None:
-        # Flask code sets this after changing a value in place.  The Session
-        # already saves in-place changes to every value it handed out, so the
-        # flag needs no extra write; it is kept so reading it back agrees.
-        self._marked_modified = bool(value)
+        # Flask code sets this after changing a value in place.  Changes are
+        # saved whether or not it is set (in-place ones included), so only
+        # what it reads back changes.
+        with self.wrapped._mutex:
+            self.wrapped._ensure_loaded()
+            self.wrapped._modified = bool(value)
 
 
 class WsgiSessionInterface(SessionInterface):
@@ -98,8 +107,9 @@ class WsgiSessionInterface(SessionInterface):
 
     ``open_session`` wraps the session the middleware opened for the request.
     Requests that did not pass through it (``app.test_request_context()``, the
-    test client's ``session_transaction()``) get a session opened here with the
-    middleware's settings, which ``save_session`` then commits.
+    test client's ``session_transaction()``) get a session begun here with the
+    middleware's settings, which ``save_session`` then ends, by the same
+    rules (:mod:`wsgisession.lifecycle`).
     """
 
     def __init__(self, middleware: SessionMiddleware) -> None:
@@ -112,21 +122,17 @@ class WsgiSessionInterface(SessionInterface):
             return FlaskSession(session)
         # Flask calls save_session for the test client's session_transaction()
         # but not for test_request_context(): such a session is never locked.
-        return FlaskSession(open_session(self.middleware, environ, locked=False), opened_for=environ)
+        lifecycle = self.middleware.lifecycle.begin(environ, lock=False)
+        return FlaskSession(lifecycle.session, opened_for=lifecycle)
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         if not isinstance(session, FlaskSession) or session.opened_for is None:
-            return  # the middleware commits when the response starts
-        wrapped = session.wrapped
+            return  # the middleware saves when the response starts
+        lifecycle = session.opened_for
         try:
-            if wrapped.accessed:
-                response.vary.add("Cookie")
-                if response.status_code < 500:
-                    set_cookie = self.middleware.commit_session(wrapped, session.opened_for)
-                    if set_cookie is not None:
-                        response.headers.add("Set-Cookie", set_cookie)
+            response.headers = Headers(lifecycle.response_headers(response.status, response.headers.to_wsgi_list()))
         finally:
-            wrapped.finish(persist=False)
+            lifecycle.end()
 
 
 def options_from_config(
@@ -135,9 +141,11 @@ def options_from_config(
     """``SessionMiddleware`` keyword arguments from the app's config.
 
     Reads Flask's keys (``PERMANENT_SESSION_LIFETIME``, ``SESSION_COOKIE_*``,
-    ``SECRET_KEY`` for a cookie store) and ours (``WSGISESSION_STORE``, a Store
-    or a URL, used unless ``store`` is given, and ``WSGISESSION_*``); raises ``ValueError`` for settings it can
-    not honour rather than ignoring them.
+    and for a cookie store ``app.secret_key`` with ``SECRET_KEY_FALLBACKS``),
+    Flask-Session's ``SESSION_PERMANENT`` (the default of ``session.permanent``,
+    False when unset, as in Flask) and ours (``WSGISESSION_STORE``, a Store or
+    a URL, used unless ``store`` is given, and ``WSGISESSION_*``).  Raises
+    ``ValueError`` for settings it can not honour rather than ignoring them.
     """
     config = app.config
     if config.get("SESSION_TYPE") and "WSGISESSION_STORE" not in config:
@@ -145,8 +153,6 @@ def options_from_config(
             "SESSION_TYPE is a Flask-Session setting; set WSGISESSION_STORE to a store or a URL "
             "(memory, cookie, redis://..., sqlite:///...) instead"
         )
-    if config.get("SESSION_PERMANENT", True) is False:
-        raise ValueError("SESSION_PERMANENT = False is not supported: every wsgisession session is permanent")
     cookie_options: Dict[str, Any] = {
         "path": config.get("SESSION_COOKIE_PATH") or config.get("APPLICATION_ROOT") or "/",
         "domain": config.get("SESSION_COOKIE_DOMAIN") or None,
@@ -162,6 +168,7 @@ def options_from_config(
     options: Dict[str, Any] = {
         "cookie_name": config.get("SESSION_COOKIE_NAME") or "session",
         "expire_after": app.permanent_session_lifetime,
+        "persistent": bool(config.get("SESSION_PERMANENT", False)),
         "cookie_options": cookie_options,
         "clock": clock,
     }
@@ -171,8 +178,13 @@ def options_from_config(
     if store is None:
         store = config.get("WSGISESSION_STORE", "memory")
     if isinstance(store, str):
-        secret_keys = [*(config.get("SECRET_KEY_FALLBACKS") or []), config.get("SECRET_KEY")]
-        secret_keys = [key for key in secret_keys if key]
+        # app.secret_key, as Flask's own session reads it: the SECRET_KEY
+        # setting, or a secret_key attribute set on the app or its class.
+        secret_keys = [key for key in [*(config.get("SECRET_KEY_FALLBACKS") or []), app.secret_key] if key]
+        if store.strip().lower() in ("cookie", "cookie://") and not app.secret_key:
+            raise ValueError(
+                "the cookie store signs sessions with the app's secret key: set SECRET_KEY (app.secret_key)"
+            )
         store = store_from_url(store, secret_key=secret_keys, clock=clock)
     options["store"] = store
     return options

@@ -10,9 +10,10 @@
 :class:`SessionFactory`.  When the app is also wrapped in
 :class:`~wsgisession.SessionMiddleware`, ``request.session`` wraps the
 middleware's session and the middleware commits; otherwise the factory opens
-the session itself, commits it in a response callback (setting the cookie on
-Pyramid's response) and ends it in a finished callback.  Only the middleware
-saves changes made while the response body is being sent.
+the session itself, saves it in a response callback (setting the cookie on
+Pyramid's response) and ends it in a finished callback, by the rules of
+:mod:`wsgisession.lifecycle`.  Only the middleware saves changes made while
+the response body is being sent.
 
 Pyramid's flash queues (``flash``/``peek_flash``/``pop_flash``) are lists kept
 in the session under ``_f_<queue>``, as in Pyramid.  They are not wsgisession's
@@ -31,10 +32,11 @@ from pyramid.request import Request
 from pyramid.response import Response
 from zope.interface import implementer
 
+from ..lifecycle import RequestLifecycle
 from ..middleware import SessionMiddleware
 from ..session import Session
 from ..store import Store
-from . import REGISTRY_KEY, SessionProxy, middleware_options, open_session
+from . import REGISTRY_KEY, SessionProxy, middleware_options
 
 __all__ = ["PyramidSession", "SessionFactory", "session_factory_from_settings", "includeme"]
 
@@ -122,32 +124,23 @@ class SessionFactory:
         session = environ.get(self.middleware.environ_key)
         if isinstance(session, Session):
             return PyramidSession(session)
-        session = open_session(self.middleware, environ, locked=True)  # finished callbacks always run
-        request.add_response_callback(_Commit(session, self.middleware))
-        request.add_finished_callback(lambda request: session.finish(persist=False))
-        return PyramidSession(session)
+        # Finished callbacks always run, so this session's lock is always released.
+        lifecycle = self.middleware.lifecycle.begin(environ)
+        request.add_response_callback(_Respond(lifecycle))
+        request.add_finished_callback(lambda request: lifecycle.end())
+        return PyramidSession(lifecycle.session)
 
 
-class _Commit:
-    """The response callback of a session the factory opened: save, then set Vary and the cookie."""
+class _Respond:
+    """The response callback of a session the factory opened: save it, and set Vary and the cookie."""
 
-    __slots__ = ("session", "middleware")
+    __slots__ = ("lifecycle",)
 
-    def __init__(self, session: Session, middleware: SessionMiddleware) -> None:
-        self.session = session
-        self.middleware = middleware
+    def __init__(self, lifecycle: RequestLifecycle) -> None:
+        self.lifecycle = lifecycle
 
     def __call__(self, request: Request, response: Response) -> None:
-        if not self.session.accessed:
-            return
-        vary = list(response.vary or ())
-        if not any(value.lower() in ("cookie", "*") for value in vary):
-            response.vary = (*vary, "Cookie")
-        if response.status_code >= 500:
-            return  # nothing is persisted for a server error
-        set_cookie = self.middleware.commit_session(self.session, request.environ)
-        if set_cookie is not None:
-            response.headers.add("Set-Cookie", set_cookie)
+        response.headerlist = self.lifecycle.response_headers(response.status, list(response.headerlist))
 
 
 def _no_app(environ: Any, start_response: Any) -> Any:

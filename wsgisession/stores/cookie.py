@@ -15,8 +15,9 @@ flag   body
 ``e``  ``nonce + AES-GCM(flag byte j or z + JSON or zlib(JSON))``
 ====== ==========================================================
 
-The payload is the JSON list ``[id, created, refreshed, data, flash]``.  The
-signature covers the flag and the body; it is the one itsdangerous's
+The payload is the JSON list ``[id, created, refreshed, data, flash,
+persistent]`` (cookies written by 0.1.0 lack ``persistent``).  The signature
+covers the flag and the body; it is the one itsdangerous's
 ``Signer(secret_key, salt=salt, key_derivation="hmac",
 digest_method=hashlib.sha256)`` makes.
 """
@@ -29,12 +30,12 @@ import math
 import os
 import re
 import zlib
-from typing import TYPE_CHECKING, List, Optional, Pattern, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, List, Optional, Pattern, Sequence, Tuple, Union
 
 from itsdangerous import BadData, Signer, base64_decode, base64_encode
 
 from ..serialization import dumps, loads
-from ..store import SessionChanges, SessionRecord, Store, WSGIEnviron
+from ..store import ChangeOutcome, SessionChanges, SessionRecord, Store, WSGIEnviron
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -42,6 +43,10 @@ if TYPE_CHECKING:
 __all__ = ["CookieStore", "MIN_SECRET_KEY_BYTES", "MAX_COOKIE_CHARS", "COMPRESS_MIN_BYTES"]
 
 log = logging.getLogger("wsgisession")
+
+# Enum members are looked up once: on CPython 3.11 that lookup costs more
+# than the comparison it serves.
+_APPLIED, _EMPTIED, _GONE = ChangeOutcome.APPLIED, ChangeOutcome.EMPTIED, ChangeOutcome.GONE
 
 #: The shortest secret key accepted: 32 bytes (256 bits), the size of the
 #: HMAC-SHA256 output.  ``secrets.token_urlsafe(32)`` makes a good one.
@@ -138,23 +143,34 @@ class CookieStore(Store):
     def delete_session(self, id: str, environ: WSGIEnviron) -> None:
         """Nothing to do: the middleware expires the cookie, the only copy this store knows of."""
 
-    def apply_changes(self, id: str, changes: SessionChanges, environ: WSGIEnviron) -> bool:
-        """True without doing anything: the session re-issues the whole cookie."""
-        return True
+    def apply_changes(self, id: str, changes: SessionChanges, environ: WSGIEnviron) -> ChangeOutcome:
+        """Nothing to store: the new cookie carries the changes.  ``EMPTIED`` when no data is left."""
+        if changes.set or changes.restore:
+            return _APPLIED  # (a failed request sets no cookie: the browser keeps its values)
+        assert changes.base is not None
+        if not changes.cleared:
+            gone = changes.deleted | changes.claimed
+            if any(key not in gone for key in changes.base["data"]):
+                return _APPLIED
+        return _EMPTIED
 
     def consume_flash(self, id: str, key: str, environ: WSGIEnviron) -> bool:
-        """True: the session drops the flash value and re-issues the cookie without it."""
+        """True: the new cookie leaves the value out (a copied older cookie still holds it)."""
         return True
 
     # -- the cookie ----------------------------------------------------------------
 
-    def cookie_value(self, id: str, data: SessionRecord) -> str:
+    def cookie_value(self, id: str, changes: SessionChanges) -> str:
         """The signed (and, with an encryption key, encrypted) cookie value holding the whole record.
 
         ``expires`` is left out: the middleware computes it from the signed
         ``created`` and ``refreshed`` times.
         """
-        body = dumps([id, data["created"], data["refreshed"], data["data"], data["flash"]]).encode("utf-8")
+        record = self._record(changes)
+        payload: List[Any] = [id, record["created"], record["refreshed"], record["data"], record["flash"]]
+        if "persistent" in record:
+            payload.append(record["persistent"])
+        body = dumps(payload).encode("utf-8")
         flag = _JSON
         if self.compress and len(body) >= COMPRESS_MIN_BYTES:
             compressor = zlib.compressobj(_ZLIB_LEVEL, zlib.DEFLATED, _ZLIB_WINDOW_BITS, _ZLIB_MEMORY_LEVEL)
@@ -167,6 +183,18 @@ class CookieStore(Store):
             body = nonce + self._ciphers[0].encrypt(nonce, plaintext, self._associated_data)
             flag = _ENCRYPTED
         return self._signer.sign(flag.encode("ascii") + base64_encode(body)).decode("ascii")
+
+    @staticmethod
+    def _record(changes: SessionChanges) -> SessionRecord:
+        # The session the changes leave: the cookie's record with them
+        # applied, without the flash values this request took.
+        assert changes.base is not None
+        record = changes.apply_to(changes.base)
+        if changes.claimed:
+            for key in changes.claimed:
+                record["data"].pop(key, None)
+            record["flash"] = [key for key in record["flash"] if key not in changes.claimed]
+        return record
 
     def load_session(self, cookie_value: str, environ: WSGIEnviron) -> Optional[Tuple[str, SessionRecord]]:
         """``(id, record)`` from a cookie this store made with one of its keys, else None.
@@ -227,9 +255,12 @@ class CookieStore(Store):
     def _record_from(self, payload: object) -> Optional[Tuple[str, SessionRecord]]:
         # The signature says we wrote this payload; the checks keep a bug or a
         # leaked key from turning into a server error.
-        if type(payload) is not list or len(payload) != 5:
+        if type(payload) is not list or len(payload) not in (5, 6):
             return None
-        id, created, refreshed, data, flash = payload
+        id, created, refreshed, data, flash = payload[:5]
+        persistent = payload[5] if len(payload) == 6 else None
+        if persistent is not None and type(persistent) is not bool:
+            return None
         if type(id) is not str or not self.is_valid_id(id):
             return None
         if type(created) not in _NUMBER_TYPES or type(refreshed) not in _NUMBER_TYPES:
@@ -244,7 +275,16 @@ class CookieStore(Store):
             return None
         if any(type(key) is not str for key in flash):
             return None
-        return id, {"data": data, "flash": flash, "created": created, "refreshed": refreshed, "expires": None}
+        record: SessionRecord = {
+            "data": data,
+            "flash": flash,
+            "created": created,
+            "refreshed": refreshed,
+            "expires": None,
+        }
+        if persistent is not None:
+            record["persistent"] = persistent
+        return id, record
 
 
 def _cookie_shape(flags: str) -> Pattern[str]:

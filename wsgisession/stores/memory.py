@@ -14,9 +14,13 @@ from typing import Callable, Dict, Optional
 
 from ..errors import SessionLockTimeout
 from ..serialization import copy_data
-from ..store import SessionChanges, SessionLock, SessionRecord, Store, WSGIEnviron
+from ..store import ChangeOutcome, SessionChanges, SessionLock, SessionRecord, Store, WSGIEnviron
 
 __all__ = ["MemoryStore"]
+
+# Enum members are looked up once: on CPython 3.11 that lookup costs more
+# than the comparison it serves.
+_APPLIED, _EMPTIED, _GONE = ChangeOutcome.APPLIED, ChangeOutcome.EMPTIED, ChangeOutcome.GONE
 
 # Expired records looked at per write; the sweep is amortized over writes
 # instead of running in a background thread.
@@ -29,6 +33,8 @@ class MemoryStore(Store):
     At most ``max_entries`` sessions are kept; past that the least recently
     used is evicted, so a flood of new visitors can not exhaust memory.
     """
+
+    can_lock = True
 
     def __init__(self, *, max_entries: int = 100_000, clock: Callable[[], float] = time.time) -> None:
         if max_entries < 1:
@@ -83,13 +89,10 @@ class MemoryStore(Store):
             # a caller may change are copied; the encoded values are shared
             # because the session decodes them into new objects before any
             # handler sees them, and never writes into them.
-            return {
-                "data": dict(record["data"]),
-                "flash": list(record["flash"]),
-                "created": record["created"],
-                "refreshed": record["refreshed"],
-                "expires": record["expires"],
-            }
+            copied = record.copy()
+            copied["data"] = dict(record["data"])
+            copied["flash"] = list(record["flash"])
+            return copied
 
     def create_session(self, data: SessionRecord, id: str, environ: WSGIEnviron) -> None:
         copied = copy_data(data)
@@ -105,17 +108,22 @@ class MemoryStore(Store):
         with self._mutex:
             self._records.pop(id, None)
 
-    def apply_changes(self, id: str, changes: SessionChanges, environ: WSGIEnviron) -> bool:
+    def apply_changes(self, id: str, changes: SessionChanges, environ: WSGIEnviron) -> ChangeOutcome:
         # Applied under the store's lock to the current record: concurrent
-        # requests keep each other's keys, and a deleted session stays deleted.
-        # The encoded values in ``changes`` were made by the session for this
-        # write and nothing writes into them, so they are kept without a copy.
+        # requests keep each other's keys, and a deleted or cleared session
+        # stays so.  The encoded values in ``changes`` were made by the
+        # session for this write and nothing writes into them, so they are
+        # kept without a copy.
         with self._mutex:
             record = self._live(id)
-            if record is None:
-                return False
-            self._records[id] = changes.apply_to(record)
-            return True
+            if record is None or record.get("generation", 0) != changes.generation:
+                return _GONE
+            updated = changes.apply_to(record)
+            if not updated["data"]:
+                del self._records[id]
+                return _EMPTIED
+            self._records[id] = updated
+            return _APPLIED
 
     def consume_flash(self, id: str, key: str, environ: WSGIEnviron) -> bool:
         with self._mutex:

@@ -7,11 +7,14 @@ Fields of the hash:
 
 * ``d:<key>``: the JSON of one ordinary session value;
 * ``f:<key>``: the JSON of one flash value;
-* ``m:created``, ``m:refreshed``, ``m:expires``: the record's times.
+* ``m:created``, ``m:refreshed``, ``m:expires``: the record's times;
+* ``m:gen``: how many times the session was cleared (absent: never);
+* ``m:persistent``: ``1`` or ``0``, the session's persistence flag.
 
 A value per field is what lets a request write only the keys it changed: each
 commit runs one Lua script that applies the request's changes to the current
-hash, or does nothing when the hash is gone (a logout won).  The hash's Redis
+hash, or does nothing when the hash is gone or was cleared since the request
+loaded it (a logout won), and deletes a hash left without data.  The hash's Redis
 TTL follows the record's expiry plus a small grace.
 """
 
@@ -36,7 +39,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
 
 from ..errors import SessionLockTimeout, SessionStoreError
 from ..serialization import dumps, loads
-from ..store import SessionChanges, SessionLock, SessionRecord, Store, WSGIEnviron, storage_key
+from ..store import ChangeOutcome, SessionChanges, SessionLock, SessionRecord, Store, WSGIEnviron, storage_key
 
 __all__ = ["RedisStore"]
 
@@ -50,6 +53,8 @@ _FLASH = "f:"
 _CREATED = "m:created"
 _REFRESHED = "m:refreshed"
 _EXPIRES = "m:expires"
+_GENERATION = "m:gen"
+_PERSISTENT = "m:persistent"
 
 # Shared by the scripts.  unpack() is bounded by Lua's stack, so long argument
 # lists go to HSET / HDEL in chunks; an even chunk size keeps HSET's pairs whole.
@@ -83,13 +88,22 @@ return 1
 """
 )
 
-# KEYS[1] the hash; ARGV[1] TTL in ms ('' for none); ARGV[2] '1' when the
-# request cleared the session; ARGV[3] how many fields to delete, then those
-# fields, then field, value pairs to set (the meta fields among them).
+# KEYS[1] the hash.  ARGV[1] TTL in ms ('' for none); ARGV[2] '1' when the
+# request cleared the session; ARGV[3] the generation the request loaded;
+# ARGV[4] and ARGV[5] the new refresh time and expiry, written only when not
+# older than the stored ones; ARGV[6] the persistence flag ('' unchanged);
+# ARGV[7] how many fields to delete, then those fields; then how many flash
+# values to give back, then key, value pairs of them; then field, value pairs
+# to set.  Answers 0 (gone or another generation), 1 (applied) or 2 (no data
+# left: the hash was deleted).
 _APPLY_CHANGES = (
     _LUA_HELPERS
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+local generation = redis.call('HGET', KEYS[1], 'm:gen') or '0'
+if generation ~= ARGV[3] then
   return 0
 end
 if ARGV[2] == '1' then
@@ -100,11 +114,34 @@ if ARGV[2] == '1' then
     end
   end
   in_chunks('HDEL', KEYS[1], data, 1, #data)
+  redis.call('HSET', KEYS[1], 'm:gen', tostring(tonumber(generation) + 1))
 end
-local deleted = tonumber(ARGV[3])
-in_chunks('HDEL', KEYS[1], ARGV, 4, 3 + deleted)
-in_chunks('HSET', KEYS[1], ARGV, 4 + deleted, #ARGV)
-set_ttl(KEYS[1], ARGV[1])
+local deleted = tonumber(ARGV[7])
+in_chunks('HDEL', KEYS[1], ARGV, 8, 7 + deleted)
+local at = 8 + deleted
+local restored = tonumber(ARGV[at])
+for index = at + 1, at + 2 * restored, 2 do
+  local key = ARGV[index]
+  if redis.call('HEXISTS', KEYS[1], 'd:' .. key) == 0 and redis.call('HEXISTS', KEYS[1], 'f:' .. key) == 0 then
+    redis.call('HSET', KEYS[1], 'f:' .. key, ARGV[index + 1])
+  end
+end
+in_chunks('HSET', KEYS[1], ARGV, at + 1 + 2 * restored, #ARGV)
+if ARGV[6] ~= '' then
+  redis.call('HSET', KEYS[1], 'm:persistent', ARGV[6])
+end
+if tonumber(ARGV[4]) >= tonumber(redis.call('HGET', KEYS[1], 'm:refreshed') or '0') then
+  redis.call('HSET', KEYS[1], 'm:refreshed', ARGV[4], 'm:expires', ARGV[5])
+  set_ttl(KEYS[1], ARGV[1])
+end
+local meta = 0
+for _, field in ipairs({'m:created', 'm:refreshed', 'm:expires', 'm:gen', 'm:persistent'}) do
+  meta = meta + redis.call('HEXISTS', KEYS[1], field)
+end
+if redis.call('HLEN', KEYS[1]) <= meta then
+  redis.call('DEL', KEYS[1])
+  return 2
+end
 return 1
 """
 )
@@ -132,6 +169,8 @@ end
 return 0
 """
 
+_OUTCOMES = {0: ChangeOutcome.GONE, 1: ChangeOutcome.APPLIED, 2: ChangeOutcome.EMPTIED}
+
 # The lock is polled with pauses doubling from the first to the longest.
 _FIRST_POLL_PAUSE = 0.001
 _LONGEST_POLL_PAUSE = 0.05
@@ -150,6 +189,8 @@ class RedisStore(Store):
     to their expiry (by ``clock``, which must match the middleware's) plus
     ``grace`` seconds; request locks expire after ``lock_expire_after`` seconds.
     """
+
+    can_lock = True
 
     def __init__(
         self,
@@ -210,6 +251,10 @@ class RedisStore(Store):
         flash = set(record["flash"])
         fields = [_CREATED, repr(float(record["created"]))]
         fields += self._meta(record["refreshed"], record["expires"])
+        if record.get("generation"):
+            fields += [_GENERATION, str(record["generation"])]
+        if "persistent" in record:
+            fields += [_PERSISTENT, "1" if record["persistent"] else "0"]
         for key, value in record["data"].items():
             fields += [(_FLASH if key in flash else _DATA) + key, dumps(value)]
         return fields
@@ -250,8 +295,8 @@ class RedisStore(Store):
 
     # -- atomic versions of the optional methods -----------------------------------
 
-    def apply_changes(self, id: str, changes: SessionChanges, environ: WSGIEnviron) -> bool:
-        """Apply one request's changes to the current hash in one script; False when it is gone."""
+    def apply_changes(self, id: str, changes: SessionChanges, environ: WSGIEnviron) -> ChangeOutcome:
+        """Apply one request's changes to the current hash in one script."""
         to_delete: List[str] = []
         to_set: List[str] = []
         for key in changes.deleted:
@@ -261,17 +306,26 @@ class RedisStore(Store):
             # A key is stored under one prefix only: drop the other one.
             to_delete.append((_DATA if is_flash else _FLASH) + key)
             to_set += [(_FLASH if is_flash else _DATA) + key, dumps(value)]
-        to_set += self._meta(changes.refreshed, changes.expires)
+        restore: List[str] = []
+        for key, value in changes.restore.items():
+            restore += [key, dumps(value)]
+        persistent = changes.persistent
         args = [
             self._ttl_milliseconds(changes.expires),
             "1" if changes.cleared else "0",
+            str(changes.generation),
+            repr(float(changes.refreshed)),
+            "" if changes.expires is None else repr(float(changes.expires)),
+            "" if persistent is None else ("1" if persistent else "0"),
             str(len(to_delete)),
             *to_delete,
+            str(len(restore) // 2),
+            *restore,
             *to_set,
         ]
         with self._talking("save the session"):
-            applied = self._apply_changes_script(keys=[self.hash_key(id)], args=args)
-        return int(applied) == 1
+            applied = int(self._apply_changes_script(keys=[self.hash_key(id)], args=args))
+        return _OUTCOMES[applied]
 
     def consume_flash(self, id: str, key: str, environ: WSGIEnviron) -> bool:
         """Delete flash value ``key``; HDEL answers 1 to exactly one of concurrent callers."""
@@ -325,13 +379,18 @@ def _parse_record(fields: Dict[Union[bytes, str], Union[bytes, str]]) -> Session
             else:
                 meta[field] = value
         expires = meta[_EXPIRES]
-        return {
+        record: SessionRecord = {
             "data": data,
             "flash": sorted(flash),
             "created": float(meta[_CREATED]),
             "refreshed": float(meta[_REFRESHED]),
             "expires": float(expires) if expires else None,
         }
+        if _GENERATION in meta:
+            record["generation"] = int(meta[_GENERATION])
+        if _PERSISTENT in meta:
+            record["persistent"] = meta[_PERSISTENT] == "1"
+        return record
     except (KeyError, ValueError) as exc:  # a missing meta field, bad JSON or UTF-8
         raise SessionStoreError(f"RedisStore found a malformed session hash: {exc!r}") from exc
 

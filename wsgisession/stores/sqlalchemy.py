@@ -26,7 +26,7 @@ from sqlalchemy.pool import PoolProxiedConnection, SingletonThreadPool, StaticPo
 
 from ..errors import SessionLockTimeout, SessionStoreError
 from ..serialization import dumps, loads
-from ..store import SessionChanges, SessionLock, SessionRecord, Store, WSGIEnviron, storage_key
+from ..store import ChangeOutcome, SessionChanges, SessionLock, SessionRecord, Store, WSGIEnviron, storage_key
 
 __all__ = ["SQLAlchemyStore", "session_table"]
 
@@ -117,6 +117,8 @@ class SQLAlchemyStore(Store):
     deployments without a cron job running ``cleanup()``.  A request lock whose
     holder died lapses after ``lock_expire_after`` seconds.
     """
+
+    can_lock = True
 
     def __init__(
         self,
@@ -222,13 +224,7 @@ class SQLAlchemyStore(Store):
         payload_text, created, refreshed, expires, version = row
         payload = self._parse(payload_text)
         self._remember(environ, key, (version, payload_text, created))
-        return {
-            "data": payload["data"],
-            "flash": payload["flash"],
-            "created": created,
-            "refreshed": refreshed,
-            "expires": expires,
-        }
+        return _record(payload, created, refreshed, expires)
 
     def create_session(self, data: SessionRecord, id: str, environ: WSGIEnviron) -> None:
         values = {
@@ -265,22 +261,27 @@ class SQLAlchemyStore(Store):
 
     # -- the concurrency guarantees ----------------------------------------------
 
-    def apply_changes(self, id: str, changes: SessionChanges, environ: WSGIEnviron) -> bool:
+    def apply_changes(self, id: str, changes: SessionChanges, environ: WSGIEnviron) -> ChangeOutcome:
         key = storage_key(id)
-        if not changes.changes_data:
+        if not changes.changes_data and not changes.claimed:
             return self._refresh(key, changes)
 
-        def rewrite(payload_text: str, created: float) -> Tuple[str, Dict[str, Any]]:
-            record = changes.apply_to(self._record(payload_text, created))
+        def rewrite(payload_text: str, created: float) -> _Rewrite:
+            payload = self._parse(payload_text)
+            if payload.get("generation", 0) != changes.generation:
+                return ChangeOutcome.GONE  # cleared since the request loaded it
+            record = changes.apply_to(_record(payload, created, 0.0, None))
+            if not record["data"]:
+                return ChangeOutcome.EMPTIED
             expiry = {"refreshed_at": float(record["refreshed"]), "expires_at": _seconds(record["expires"])}
             return _payload(record), expiry
 
-        swapped = self._swap("save a session", key, environ, self._statements.swap_all, rewrite)
-        if swapped:
+        outcome = self._swap("save a session", key, environ, self._statements.swap_all, rewrite)
+        if outcome is ChangeOutcome.APPLIED:
             self._count_write()
-        return swapped
+        return outcome
 
-    def _refresh(self, key: str, changes: SessionChanges) -> bool:
+    def _refresh(self, key: str, changes: SessionChanges) -> ChangeOutcome:
         # Only the expiry moves, so no version check and no version bump:
         # concurrent writers of the data are not disturbed.  On MySQL the
         # rowcount counts matched rows (SQLAlchemy's MySQL dialects connect
@@ -293,10 +294,10 @@ class SQLAlchemyStore(Store):
         }
         with self._work("refresh a session's expiry", write=True) as work:
             refreshed: int = self._statements.refresh.run(work.cursor, values).rowcount
-        return refreshed > 0
+        return ChangeOutcome.APPLIED if refreshed > 0 else ChangeOutcome.GONE
 
     def consume_flash(self, id: str, key: str, environ: WSGIEnviron) -> bool:
-        def rewrite(payload_text: str, created: float) -> Optional[Tuple[str, Dict[str, Any]]]:
+        def rewrite(payload_text: str, created: float) -> _Rewrite:
             payload = self._parse(payload_text)
             if key not in payload["flash"]:
                 return None
@@ -304,7 +305,8 @@ class SQLAlchemyStore(Store):
             payload["flash"] = [flash_key for flash_key in payload["flash"] if flash_key != key]
             return dumps(payload), {}
 
-        return self._swap("consume a flash value", storage_key(id), environ, self._statements.swap_data, rewrite)
+        outcome = self._swap("consume a flash value", storage_key(id), environ, self._statements.swap_data, rewrite)
+        return outcome is ChangeOutcome.APPLIED
 
     def _swap(
         self,
@@ -312,15 +314,16 @@ class SQLAlchemyStore(Store):
         key: str,
         environ: WSGIEnviron,
         statement: _Statement,
-        rewrite: Callable[[str, float], Optional[Tuple[str, Dict[str, Any]]]],
-    ) -> bool:
+        rewrite: Callable[[str, float], _Rewrite],
+    ) -> ChangeOutcome:
         # Compare-and-swap of the row's data: ``rewrite(payload, created)``
-        # answers the new payload and further columns, or None to leave the
-        # row alone.  The first attempt trusts the version this request loaded
-        # and costs one UPDATE.  When that version is gone (another request
-        # wrote) or unknown, the row is read under a row lock (FOR UPDATE;
-        # BEGIN IMMEDIATE on SQLite) so that the UPDATE that follows can not
-        # lose again, however many requests compete.  False: the row is gone.
+        # answers the new payload and further columns, None to leave the row
+        # alone, GONE to give up, or EMPTIED to delete the row.  The first
+        # attempt trusts the version this request loaded and costs one
+        # statement.  When that version is gone (another request wrote) or
+        # unknown, the row is read under a row lock (FOR UPDATE; BEGIN
+        # IMMEDIATE on SQLite) so that the statement that follows can not
+        # lose again, however many requests compete.
         loaded = self._remembered(environ, key)
         for _ in range(_MAX_ATTEMPTS):
             now = float(self._clock())
@@ -330,20 +333,29 @@ class SQLAlchemyStore(Store):
                     work.begin()
                     loaded = self._read_locked(work, key, now)
                     if loaded is None:
-                        return False  # deleted, regenerated or expired meanwhile
+                        return ChangeOutcome.GONE  # deleted, regenerated or expired meanwhile
                 version, payload_text, created = loaded
                 rewritten = rewrite(payload_text, created)
-                if rewritten is None:
+                if rewritten is None or (rewritten is ChangeOutcome.GONE and not fresh):
                     if fresh:
-                        return False
+                        return ChangeOutcome.GONE
                     loaded = None  # the request's copy may be stale: ask the database
                     continue
+                if rewritten is ChangeOutcome.GONE:
+                    return ChangeOutcome.GONE
+                if rewritten is ChangeOutcome.EMPTIED:
+                    removed = self._statements.delete_version.run(work.cursor, {"key": key, "version": version})
+                    if removed.rowcount == 1:
+                        return ChangeOutcome.EMPTIED
+                    loaded = None
+                    continue
+                assert isinstance(rewritten, tuple)
                 new_payload, columns = rewritten
                 values = {"key": key, "version": version, "now": now, "data": new_payload, "updated_at": now}
                 swapped = statement.run(work.cursor, {**values, **columns}).rowcount == 1
             if swapped:
                 self._remember(environ, key, (version + 1, new_payload, created))
-                return True
+                return ChangeOutcome.APPLIED
             loaded = None
         raise SessionStoreError(
             f"SQLAlchemyStore could not {action}: {_MAX_ATTEMPTS} attempts lost to concurrent writes "
@@ -460,21 +472,36 @@ class SQLAlchemyStore(Store):
             ) from exc
         return payload  # type: ignore[no-any-return]
 
-    def _record(self, payload_text: str, created: float) -> SessionRecord:
-        # The record a change set applies to; apply_to takes refreshed and
-        # expires from the change set itself.
-        payload = self._parse(payload_text)
-        return {
-            "data": payload["data"],
-            "flash": payload["flash"],
-            "created": created,
-            "refreshed": 0.0,
-            "expires": None,
-        }
+
+# What rewrite functions of _swap answer: the new payload and columns, None
+# (nothing to write), or GONE / EMPTIED.
+_Rewrite = Union[None, ChangeOutcome, Tuple[str, Dict[str, Any]]]
 
 
 def _payload(record: SessionRecord) -> str:
-    return dumps({"data": record["data"], "flash": record["flash"]})
+    # The data column: the record's content besides its times, which have
+    # columns of their own.  Rows written by 0.1.0 hold only data and flash.
+    payload: Dict[str, Any] = {"data": record["data"], "flash": record["flash"]}
+    if record.get("generation"):
+        payload["generation"] = record["generation"]
+    if "persistent" in record:
+        payload["persistent"] = record["persistent"]
+    return dumps(payload)
+
+
+def _record(payload: Dict[str, Any], created: float, refreshed: float, expires: Optional[float]) -> SessionRecord:
+    record: SessionRecord = {
+        "data": payload["data"],
+        "flash": payload["flash"],
+        "created": created,
+        "refreshed": refreshed,
+        "expires": expires,
+    }
+    if "generation" in payload:
+        record["generation"] = int(payload["generation"])
+    if "persistent" in payload:
+        record["persistent"] = bool(payload["persistent"])
+    return record
 
 
 def _seconds(value: Optional[float]) -> Optional[float]:
@@ -660,6 +687,7 @@ class _Statements:
         self.swap_data = statement(sa.update(table).where(key, same_version, live).values(**new_data))
         self.refresh = statement(sa.update(table).where(key, live).values(**later_expiry))
         self.delete = statement(sa.delete(table).where(key))
+        self.delete_version = statement(sa.delete(table).where(key, same_version))
         self.lock = statement(
             sa.update(table)
             .where(key, sa.or_(c.lock_token.is_(None), c.lock_expires <= sa.bindparam("now")))

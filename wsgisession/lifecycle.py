@@ -1,0 +1,511 @@
+"""The rules of a request's session, in one place.
+
+Every integration runs a request's session through this module: the WSGI
+middleware, Flask, Pyramid and Bottle (which use the middleware), and the
+framework paths that open a session themselves (Flask's test helpers,
+Pyramid without the middleware).  The flow, top to bottom:
+
+1. **Open** (:meth:`RequestLifecycle.load`, on the application's first touch
+   of the session): read the cookie, take the request lock, load the record,
+   apply expiry.  A missing, rejected, unknown or expired cookie gives a fresh
+   session with a new id; an id the browser offers is never adopted.
+2. **Respond** (:meth:`RequestLifecycle.response_headers`, once, just before
+   any byte of the response can reach the client): add ``Vary: Cookie`` to an
+   accessed session's response, merged into any ``Vary`` already there.  For
+   a 5xx response nothing is saved.  Otherwise the request's changes are
+   saved and the Set-Cookie is decided:
+
+   * a new session with data is created and gets its cookie;
+   * a session the request left empty has its record removed and its cookie
+     expired (so does a rejected cookie whose session stayed empty);
+   * an existing session's changes are applied to the stored record; the
+     cookie is set again when its value changes (the cookie store), when a
+     due refresh moves a persistent cookie's Max-Age, or when the session's
+     persistence changed;
+   * the records of ``delete()``, ``regenerate()`` and expired sessions are
+     deleted after the new state is saved.
+
+3. **End** (:meth:`RequestLifecycle.end`, when the response is finished):
+   changes made after the response started are saved (server-side stores
+   only: no cookie can be set any more); a request that failed before it
+   responded (an exception, a 5xx) saves nothing and gives back the flash
+   values it took, unless the session was deleted or cleared meanwhile; the
+   request lock is released.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, FrozenSet, List, Optional, Set, Tuple
+
+from .cookies import CookieOptions
+from .errors import SessionError, SessionStoreError
+from .expiry import ExpiryPolicy
+from .serialization import decode_value
+from .session import PendingChanges, Session, _UnstorableValue
+from .store import ChangeOutcome, SessionChanges, SessionLock, SessionRecord, Store, WSGIEnviron, generate_session_id
+
+__all__ = ["Lifecycle", "RequestLifecycle", "LoadedSession", "Headers", "with_vary_cookie"]
+
+log = logging.getLogger("wsgisession")
+
+Headers = List[Tuple[str, str]]
+
+# Enum members are looked up once: on CPython 3.11 that lookup costs more
+# than the comparison it serves.
+_APPLIED, _EMPTIED, _GONE = ChangeOutcome.APPLIED, ChangeOutcome.EMPTIED, ChangeOutcome.GONE
+
+_NOTHING: FrozenSet[str] = frozenset()
+
+# JSON scalars are their own decoded form: only containers need decoding.
+_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+#: What a session starts a request with: the decoded values, the encoded
+#: values as stored (the session compares against them), the stored keys that
+#: are flash values, and whether the cookie outlives the browser.
+LoadedSession = Tuple[Dict[str, Any], Dict[str, Any], Set[str], bool]
+
+
+class Lifecycle:
+    """The session settings of an application, and the start of each request's lifecycle.
+
+    ``store`` holds the sessions, ``policy`` decides expiry, ``cookie`` holds
+    the cookie's name and attributes.  With a ``lock_timeout`` every request
+    that touches its session takes the session's request lock, waiting at
+    most that many seconds.  ``persistent`` is the default of
+    :attr:`Session.persistent` for new sessions.
+    """
+
+    __slots__ = ("store", "policy", "cookie", "lock_timeout", "persistent")
+
+    def __init__(
+        self,
+        store: Store,
+        policy: ExpiryPolicy,
+        cookie: CookieOptions,
+        *,
+        lock_timeout: Optional[float] = None,
+        persistent: bool = True,
+    ) -> None:
+        self.store = store
+        self.policy = policy
+        self.cookie = cookie
+        self.lock_timeout = lock_timeout
+        self.persistent = persistent
+
+    def begin(self, environ: WSGIEnviron, *, lock: bool = True) -> RequestLifecycle:
+        """The lifecycle of one request, with its (not yet loaded) session.
+
+        ``lock=False`` never takes the request lock: for sessions that may
+        never be ended (Flask's ``test_request_context``).
+        """
+        return Session(self, environ, self.lock_timeout if lock else None)._lifecycle_request()
+
+    def request_for(self, session: Session, environ: WSGIEnviron, lock_timeout: Optional[float]) -> RequestLifecycle:
+        """The lifecycle of ``session``'s request (the session asks for it on first use)."""
+        return RequestLifecycle(session, self, environ, lock_timeout)
+
+
+class RequestLifecycle:
+    """One request's session from its first touch to the end of the response.
+
+    ``session`` is the :class:`Session` the application uses.  Whoever begins
+    it calls :meth:`response_headers` when the response starts and
+    :meth:`end` when it is finished.
+    """
+
+    __slots__ = (
+        "session", "mutex", "environ", "settings", "store", "policy", "cookie", "lock_timeout", "persistent_default",
+        "id", "new", "created", "refreshed", "base", "incoming", "retired", "claims", "claimed_in",
+        "lock", "gone", "responded", "failed",
+    )  # fmt: skip
+
+    id: str
+    new: bool
+    created: float
+    refreshed: float
+    base: Optional[SessionRecord]
+    incoming: Optional[str]
+    retired: List[str]
+    claims: Dict[str, Any]
+    claimed_in: Optional[Tuple[str, SessionRecord]]
+    gone: bool
+
+    def __init__(
+        self, session: Session, settings: Lifecycle, environ: WSGIEnviron, lock_timeout: Optional[float]
+    ) -> None:
+        # The session makes its lifecycle when it is first touched (or when an
+        # integration begins one); load() sets the rest.
+        self.session = session
+        self.mutex = session._mutex
+        self.environ = environ
+        self.settings = settings
+        self.lock_timeout = lock_timeout
+        self.lock: Optional[SessionLock] = None
+        self.responded = False
+        self.failed = False
+
+    # -- open ----------------------------------------------------------------------
+
+    def load(self) -> LoadedSession:
+        """Read the cookie, take the lock, load the record and apply expiry (the session calls this)."""
+        settings = self.settings
+        store = self.store = settings.store
+        self.policy = settings.policy
+        self.cookie = settings.cookie
+        self.persistent_default = settings.persistent
+        now = self.policy.clock()
+        self.retired = []
+        self.claims = {}
+        self.claimed_in = None
+        self.gone = False
+        value = self.incoming = self.cookie.read(self.environ)
+        if value is not None:
+            if self.lock_timeout is not None and store.is_valid_id(value):
+                self._take_lock(value)
+            try:
+                found = store.load_session(value, self.environ)
+                if found is not None:
+                    loaded = self._open(*found, now)
+                    if loaded is not None:
+                        return loaded
+            except BaseException as exc:
+                self._release_lock()
+                if isinstance(exc, Exception) and not isinstance(exc, SessionError):
+                    raise _store_failure(store, "load the session", exc) from exc
+                raise
+            self._release_lock()  # nothing to lock for a fresh session
+        self._start_fresh(now)
+        return {}, {}, set(), self.persistent_default
+
+    def _take_lock(self, id: str) -> None:
+        assert self.lock_timeout is not None
+        try:
+            self.lock = self.store.lock_session(id, self.lock_timeout, self.environ)
+        except SessionError:
+            raise
+        except Exception as exc:
+            raise _store_failure(self.store, "lock the session", exc) from exc
+
+    def _open(self, id: str, record: SessionRecord, now: float) -> Optional[LoadedSession]:
+        try:
+            stored = record["data"]  # the store hands over a record the session may keep
+            if type(stored) is not dict:
+                raise TypeError(f"data is a {type(stored).__name__}, not a dict")
+            values = {
+                key: value if type(value) in _JSON_SCALARS else decode_value(value) for key, value in stored.items()
+            }
+            flash = record["flash"]
+            stored_flash = set(flash).intersection(values) if flash else set()
+            created = float(record["created"])
+            refreshed = float(record["refreshed"])
+            persistent = record.get("persistent")
+            persistent = self.persistent_default if persistent is None else bool(persistent)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise SessionStoreError(
+                f"{type(self.store).__name__} returned a malformed session record: {exc!r}"
+            ) from exc
+        if self.policy.is_expired(created, refreshed, now):
+            log.debug("session expired; starting a fresh one")
+            self._release_lock()
+            self.retired.append(id)
+            return None
+        self.id = id
+        self.new = False
+        self.created = created
+        self.refreshed = refreshed
+        self.base = record
+        return values, stored, stored_flash, persistent
+
+    def _start_fresh(self, now: float) -> None:
+        self.id = generate_session_id()
+        self.new = True
+        self.created = now
+        self.refreshed = now
+        self.base = None
+
+    def replace_id(self, *, keep_created: bool) -> None:
+        """Give the session a new id; the record under the old one is deleted when the response starts."""
+        if not self.new:
+            self.retired.append(self.id)
+        created = self.created
+        self._start_fresh(self.policy.clock())
+        if keep_created:
+            self.created = created
+
+    def claim_flash(self, key: str, encoded: Any) -> bool:
+        """Take stored flash value ``key`` for this request; False when another request took it first."""
+        try:
+            taken = self.store.consume_flash(self.id, key, self.environ)
+        except SessionError:
+            raise
+        except Exception as exc:
+            raise _store_failure(self.store, "consume a flash value", exc) from exc
+        if taken:
+            assert self.base is not None
+            self.claims[key] = encoded
+            if self.claimed_in is None:
+                self.claimed_in = (self.id, self.base)
+        return taken
+
+    def expires(self) -> Optional[float]:
+        """When the session dies unless it is used again."""
+        return self.policy.expires_at(self.created, self.refreshed)
+
+    # -- respond -------------------------------------------------------------------
+
+    def response_headers(self, status: str, headers: Headers) -> Headers:
+        """Save the session as the response starts; return ``headers`` with Vary and Set-Cookie added.
+
+        ``status`` is the status line (``"200 OK"``).  Nothing is saved for a
+        5xx status.  Raises ``SessionStoreError`` when the store fails, and
+        ``SessionCookieTooLarge`` when the cookie would not fit a browser.
+        """
+        self.response_started(status)
+        if not self.session.accessed:
+            return headers
+        with self.mutex:
+            headers = with_vary_cookie(headers)
+            if self.failed:
+                return headers
+            try:
+                set_cookie = self._save(headers_open=True)
+            except BaseException:
+                self.failed = True  # the client gets an error: nothing is saved at the end either
+                raise
+            if set_cookie is not None:
+                headers.append(("Set-Cookie", set_cookie))
+            return headers
+
+    def response_started(self, status: str) -> None:
+        """The response started with ``status``: later changes follow its success or failure.
+
+        :meth:`response_headers` calls it; a server integration calls it alone
+        for a session first touched after its response started.
+        """
+        self.responded = True
+        if status[:1] == "5":
+            self.failed = True  # nothing is saved for a server error, not even later
+
+    def _save(self, *, headers_open: bool) -> Optional[str]:
+        # Saves what the request changed; returns the Set-Cookie value, if any.
+        session = self.session
+        if self.gone:
+            return None
+        if not (self.new or self.retired or self.claims or session._has_pending()):
+            policy = self.policy
+            if not (headers_open and policy.refresh_due(self.refreshed, policy.clock())):
+                return None  # the common read-only request: nothing to save
+        try:
+            if self.new:
+                set_cookie = self._save_new(headers_open)
+            else:
+                set_cookie = self._save_changes(headers_open)
+            if self.new and not session._is_empty():
+                return set_cookie  # a regenerated id that could not reach the browser: keep the old record
+            while self.retired:
+                self.store.delete_session(self.retired.pop(), self.environ)
+        except (SessionError, _UnstorableValue):
+            raise
+        except Exception as exc:
+            raise _store_failure(self.store, "save the session", exc) from exc
+        return set_cookie
+
+    def _save_new(self, headers_open: bool) -> Optional[str]:
+        session = self.session
+        if session._is_empty():
+            # delete(), an expired or rejected cookie, or nothing set: no record.
+            if headers_open and self.incoming is not None:
+                return self.cookie.expire_header(self.environ)
+            return None
+        if not headers_open:
+            log.warning("session data set after the response started was dropped: a new session needs its cookie")
+            return None
+        now = self.policy.clock()
+        data, flash = session._encoded()
+        expires = self.policy.expires_at(self.created, now)
+        record: SessionRecord = {
+            "data": data,
+            "flash": sorted(flash),
+            "created": self.created,
+            "refreshed": now,
+            "expires": expires,
+            "persistent": session._persistent,
+        }
+        self.store.create_session(record, self.id, self.environ)
+        self.new = False
+        self.refreshed = now
+        self.base = record
+        session._saved_record(data, flash)
+        value = self.store.cookie_value(self.id, SessionChanges(refreshed=now, expires=expires, base=record))
+        return self._set_cookie(value, session._persistent, now)
+
+    def _save_changes(self, headers_open: bool) -> Optional[str]:
+        session = self.session
+        policy = self.policy
+        now = policy.clock()
+        pending = session._pending()
+        refresh = headers_open and policy.refresh_due(self.refreshed, now)
+        claimed = frozenset(self.claims) if headers_open and self.claims else _NOTHING
+        if pending is None and not refresh and not claimed:
+            return None  # the common read-only request: nothing to save
+        refreshed = now if refresh else self.refreshed
+        expires = policy.expires_at(self.created, refreshed)
+        if pending is None:
+            changes = SessionChanges(claimed=claimed, refreshed=refreshed, expires=expires, base=self.base)
+        else:
+            changes = SessionChanges(
+                pending.set,
+                pending.deleted,
+                pending.flash,
+                pending.cleared,
+                refreshed,
+                expires,
+                claimed=claimed,
+                persistent=pending.persistent,
+                base=self.base,
+            )
+        # The store is asked when there is something to write, and also when
+        # the request leaves the session empty, so that it can remove the record.
+        if pending is not None or refresh or session._is_empty():
+            outcome = self.store.apply_changes(self.id, changes, self.environ)
+            if outcome is not _APPLIED:
+                outcome = _outcome(outcome)
+            if outcome is _GONE:
+                self.gone = True
+                log.info(
+                    "session was deleted, regenerated or cleared by another request; this request's changes were dropped"
+                )
+                return None
+            if outcome is _EMPTIED:
+                session._emptied()
+                self._start_fresh(now)
+                return self.cookie.expire_header(self.environ) if headers_open else None
+        value = self.store.cookie_value(self.id, changes)
+        if pending is not None or refresh:
+            # The store holds the changes now: later writes of this request start from them.
+            self.refreshed = refreshed
+            if pending is not None:
+                if pending.cleared or pending.persistent is not None:
+                    self.base = _next_base(self.base, pending)
+                session._saved(pending)
+        persistent = session._persistent
+        if not headers_open:
+            if value != self.incoming:
+                log.warning(
+                    "session changes made after the response started were dropped: %s keeps data in the cookie",
+                    type(self.store).__name__,
+                )
+            return None
+        if (
+            value != self.incoming
+            or (refresh and persistent)
+            or (pending is not None and pending.persistent is not None)
+        ):
+            return self._set_cookie(value, persistent, now)
+        return None
+
+    def _set_cookie(self, value: str, persistent: bool, now: float) -> str:
+        max_age = self.policy.cookie_max_age(self.created, now, now) if persistent else None
+        return self.cookie.set_header(value, max_age, self.environ)
+
+    # -- end -------------------------------------------------------------------------
+
+    def end(self, *, failed: bool = False) -> None:
+        """Finish the request: save late changes, or give back taken flash values after a failure; release the lock.
+
+        ``failed`` says the response failed after it started (its body
+        raised): its late changes are dropped.  A request that never reached
+        :meth:`response_headers`, or answered 5xx, failed before it started.
+        """
+        session = self.session
+        if not session.accessed:
+            return  # never touched: nothing to save and no lock taken
+        if self.lock is None and self.responded and not self.failed and not self.retired and not session._has_pending():
+            return  # the common request: saved as its response started, and nothing since
+        with self.mutex:
+            try:
+                if not self.responded or self.failed:
+                    self._give_back_flash()
+                elif not failed and (self.retired or session._has_pending()):
+                    self._save(headers_open=False)
+            finally:
+                self._release_lock()
+
+    def _give_back_flash(self) -> None:
+        # The one write of a failed request: the flash values it took go
+        # back, unless the session was deleted or cleared meanwhile (the
+        # store checks the generation the request loaded).
+        if not self.claims or self.claimed_in is None:
+            return
+        id, base = self.claimed_in
+        changes = SessionChanges(
+            restore=dict(self.claims), refreshed=base["refreshed"], expires=base["expires"], base=base
+        )
+        self.claims = {}
+        try:
+            self.store.apply_changes(id, changes, self.environ)
+        except Exception as exc:  # the request is failing already; its own error is the one to see
+            log.warning(
+                "%s could not give back the flash values of a failed request: %s", type(self.store).__name__, exc
+            )
+
+    def _release_lock(self) -> None:
+        lock, self.lock = self.lock, None
+        if lock is not None:
+            lock.release()
+
+
+def _next_base(base: Optional[SessionRecord], pending: PendingChanges) -> SessionRecord:
+    # The record as this request saved it, for a later write of the request:
+    # a clear() started the next generation; the persistence flag changed.
+    assert base is not None
+    updated = base.copy()
+    if pending.cleared:
+        updated["generation"] = base.get("generation", 0) + 1
+    if pending.persistent is not None:
+        updated["persistent"] = pending.persistent
+    return updated
+
+
+def _outcome(result: Any) -> ChangeOutcome:
+    # Stores written for 0.1.0 answer True (applied) or False (gone).
+    if isinstance(result, ChangeOutcome):
+        return result
+    return _APPLIED if result else _GONE
+
+
+def _store_failure(store: Store, action: str, exc: BaseException) -> SessionStoreError:
+    return SessionStoreError(f"{type(store).__name__} could not {action}: {type(exc).__name__}: {exc}")
+
+
+def with_vary_cookie(headers: Headers) -> Headers:
+    """``headers`` with ``Cookie`` in one ``Vary`` header, merged into any value already there."""
+    for name, _ in headers:
+        if name.lower() == "vary":
+            break
+    else:
+        return [*headers, ("Vary", "Cookie")]  # most responses have none
+    tokens: List[str] = []
+    others: Headers = []
+    position = -1
+    for name, value in headers:
+        if name.lower() == "vary":
+            if position < 0:
+                position = len(others)
+            tokens.extend(token.strip() for token in value.split(",") if token.strip())
+        else:
+            others.append((name, value))
+    if position < 0:
+        others.append(("Vary", "Cookie"))
+        return others
+    lowered = {token.lower() for token in tokens}
+    if "cookie" not in lowered and "*" not in lowered:
+        tokens.append("Cookie")
+    merged: List[str] = []
+    for token in tokens:
+        if token.lower() not in {seen.lower() for seen in merged}:
+            merged.append(token)
+    others.insert(position, ("Vary", ", ".join(merged)))
+    return others
