@@ -94,7 +94,8 @@ class SessionChanges:
     Applying changes instead of the whole snapshot a request loaded is what keeps
     concurrent requests from erasing each other's keys.  Stores read it and
     never modify it (it is not frozen only because frozen dataclasses are slow
-    to build, and one is built per write).
+    to build, and one is built per write), except the ``version`` in
+    :attr:`base`.
     """
 
     #: Keys set by this request, with their encoded values.
@@ -120,7 +121,10 @@ class SessionChanges:
     #: The session's new persistence flag, or None when it did not change.
     persistent: Optional[bool] = None
     #: The record as this request loaded it (or last saved it), for stores
-    #: that compare versions or build the whole record from it.
+    #: that compare versions or build the whole record from it.  It is the
+    #: request's own copy: a store that keeps a ``version`` in it may update
+    #: that key after a successful write, so that the request's next write
+    #: starts from the version it wrote.
     base: Optional[SessionRecord] = None
 
     @property
