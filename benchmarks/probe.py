@@ -13,7 +13,7 @@ import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 from .browser import Browser
 from .scenarios import PROBE_KEY_PREFIX, WSGIApp
@@ -118,5 +118,11 @@ def run_probe(
 
 
 def _client_side(app: WSGIApp) -> bool:
-    store: Optional[object] = getattr(app, "store", None)
-    return bool(getattr(store, "client_side", False))
+    # wsgisession's middleware, found through Flask's wsgi_app for the Flask integration.
+    from wsgisession.errors import SessionError
+    from wsgisession.testing import find_middleware
+
+    try:
+        return find_middleware(app).store.client_side
+    except SessionError:
+        return False

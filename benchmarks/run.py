@@ -129,7 +129,7 @@ def run_inprocess(subjects: Sequence[Subject], workspace: Workspace, arguments: 
     out(comparison)
     out()
     if verdicts:
-        out("Targets (issue 8):")
+        out("Targets (ours at most the limit times the peer's added cost):")
         for verdict in verdicts:
             out(f"- {verdict}")
         out()
@@ -233,7 +233,7 @@ def run_server(subjects: Sequence[Subject], workspace: Workspace, arguments: arg
     if target_row is not None and target_row.ratio_to_bare is not None:
         ratio = target_row.ratio_to_bare
         verdict = "met" if ratio >= limit else "NOT met"
-        out(f"Target (issue 8): {ours} {scenario} throughput {ratio:.2f} of bare (target >= {limit}): {verdict}")
+        out(f"Target: {ours} {scenario} throughput {ratio:.2f} of bare (target >= {limit}): {verdict}")
         out()
     if failures:
         out("Not measured:")

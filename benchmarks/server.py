@@ -1,6 +1,6 @@
 """Server mode: each subject under gunicorn on 127.0.0.1, loaded for a bounded time.
 
-gunicorn runs one gthread worker with four threads (the issue's setup) and
+gunicorn runs one gthread worker with four threads and
 binds port 0, so the kernel picks a free port and gunicorn's log says which;
 no port can be taken by someone else between choosing and binding.  The
 server is always stopped, whatever happens.  Throughput is reported as a ratio

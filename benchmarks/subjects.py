@@ -14,8 +14,9 @@ from typing import Callable, Dict, Iterable, List, Optional, Tuple
 from wsgisession import SessionMiddleware
 
 from . import peers
+from .floor import floor
 from .ours import OUR_STORES, OurStore, supports_lock
-from .scenarios import WSGIApp, WsgisessionStyle, bare_app, session_app
+from .scenarios import WSGIApp, WsgisessionStyle, bare_app, flask_app, session_app
 from .workspace import Unavailable, Workspace
 
 BARE = "bare"
@@ -47,6 +48,22 @@ def _bare(workspace: Workspace, label: str) -> WSGIApp:
     return bare_app
 
 
+def _floor(workspace: Workspace, label: str) -> WSGIApp:
+    return floor(session_app(WsgisessionStyle()))
+
+
+def _ours_in_flask(store: OurStore) -> Callable[[Workspace, str], WSGIApp]:
+    # The Flask integration on the same Flask app as the Flask peers.
+    def build(workspace: Workspace, label: str) -> WSGIApp:
+        peers.flask_bare(workspace, label)  # Unavailable without Flask
+        from wsgisession.contrib.flask import WsgiSession
+
+        built = store.build(workspace, label)
+        return flask_app(lambda app: WsgiSession(app, store=built))  # type: ignore[no-any-return]
+
+    return build
+
+
 def _ours(store: OurStore, *, lock: bool) -> Callable[[Workspace, str], WSGIApp]:
     def build(workspace: Workspace, label: str) -> WSGIApp:
         built = store.build(workspace, label)
@@ -60,7 +77,7 @@ def _ours(store: OurStore, *, lock: bool) -> Callable[[Workspace, str], WSGIApp]
 
 
 _OUR_PEERS: Dict[str, Tuple[str, ...]] = {
-    "memory": ("beaker:memory",),
+    "memory": ("floor", "beaker:memory"),
     "cookie": ("beaker:cookie", "flask:cookie"),
     "sqlite": ("beaker:sqla", "flask-session:sqla"),
     "sqlite-full": ("beaker:sqla",),
@@ -71,6 +88,13 @@ _OUR_PEERS: Dict[str, Tuple[str, ...]] = {
 SUBJECTS: Tuple[Subject, ...] = (
     Subject(BARE, "baseline", BARE, "plain WSGI app, no session", _bare),
     Subject(FLASK_BARE, "baseline", FLASK_BARE, "Flask app that never touches its session", peers.flask_bare),
+    Subject(
+        "floor",
+        "floor",
+        BARE,
+        "a minimal lazy session middleware in benchmarks/floor.py, not a product (no expiry, no guarantees)",
+        _floor,
+    ),
     *(
         Subject(
             f"ours:{store.name}",
@@ -82,6 +106,18 @@ SUBJECTS: Tuple[Subject, ...] = (
             _ours(store, lock=True),
         )
         for store in OUR_STORES
+    ),
+    *(
+        Subject(
+            f"ours-flask:{store.name}",
+            "ours",
+            FLASK_BARE,
+            f"wsgisession's Flask integration (WsgiSession), {store.description}",
+            _ours_in_flask(store),
+            ("flask:cookie",),
+        )
+        for store in OUR_STORES
+        if store.name in ("memory", "cookie")
     ),
     Subject("beaker:memory", "beaker", BARE, "Beaker memory", peers.beaker_memory),
     Subject("beaker:cookie", "beaker", BARE, "Beaker signed cookie", peers.beaker_cookie),

@@ -37,7 +37,7 @@ def test_the_table_has_a_row_per_scenario_for_the_memory_store(capsys: pytest.Ca
         assert re.search(rf"^\| {scenario} +\| ours:memory +\| +\d+\.\d \| +-?\d+\.\d \|", output, re.MULTILINE)
         assert re.search(rf"^\| {scenario} +\| ours:memory +\| beaker:memory +\|", output, re.MULTILINE)
     assert re.search(r"^\| memory +\| +\d+\.\d \| +\d+\.\d \| +\d+\.\d\d \|$", output, re.MULTILINE)  # commit path
-    assert "Targets (issue 8):" in output
+    assert "Targets (ours at most the limit times the peer's added cost):" in output
 
 
 def test_every_available_subject_answers_every_scenario(workspace: Workspace) -> None:
