@@ -80,7 +80,11 @@ class CookieOptions:
         # Most requests without our cookie are answered by this substring test.
         if not header or self.name not in header:
             return None
-        for pair in header.split(";"):
+        if ";" not in header:
+            pairs = [header]  # one cookie, the common case
+        else:
+            pairs = header.split(";")
+        for pair in pairs:
             if pair.partition("=")[0].strip() == self.name:
                 return _value(pair)
         return None
@@ -136,7 +140,7 @@ def _value(pair: str) -> Optional[str]:
     # unquoted by werkzeug's parser.
     if pair.isascii():
         value = pair.partition("=")[2].strip()
-        if '"' not in value and "\\" not in value:
+        if '"' not in value:
             return value
     else:
         try:

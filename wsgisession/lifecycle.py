@@ -41,8 +41,7 @@ from typing import Any, Dict, FrozenSet, List, Optional, Set, Tuple
 from .cookies import CookieOptions
 from .errors import SessionError, SessionStoreError
 from .expiry import ExpiryPolicy
-from .serialization import decode_value
-from .session import PendingChanges, Session, _UnstorableValue
+from .session import Session, _UnstorableValue
 from .store import ChangeOutcome, SessionChanges, SessionLock, SessionRecord, Store, WSGIEnviron, generate_session_id
 
 __all__ = ["Lifecycle", "RequestLifecycle", "LoadedSession", "Headers", "with_vary_cookie"]
@@ -56,9 +55,6 @@ Headers = List[Tuple[str, str]]
 _APPLIED, _EMPTIED, _GONE = ChangeOutcome.APPLIED, ChangeOutcome.EMPTIED, ChangeOutcome.GONE
 
 _NOTHING: FrozenSet[str] = frozenset()
-
-# JSON scalars are their own decoded form: only containers need decoding.
-_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 #: What a session starts a request with: the decoded values, the encoded
@@ -100,11 +96,10 @@ class Lifecycle:
         ``lock=False`` never takes the request lock: for sessions that may
         never be ended (Flask's ``test_request_context``).
         """
-        return Session(self, environ, self.lock_timeout if lock else None)._lifecycle_request()
-
-    def request_for(self, session: Session, environ: WSGIEnviron, lock_timeout: Optional[float]) -> RequestLifecycle:
-        """The lifecycle of ``session``'s request (the session asks for it on first use)."""
-        return RequestLifecycle(session, self, environ, lock_timeout)
+        request = Session(self, environ)._lifecycle_request()
+        if not lock:
+            request.lock_timeout = None
+        return request
 
 
 class RequestLifecycle:
@@ -193,9 +188,7 @@ class RequestLifecycle:
             stored = record["data"]  # the store hands over a record the session may keep
             if type(stored) is not dict:
                 raise TypeError(f"data is a {type(stored).__name__}, not a dict")
-            values = {
-                key: value if type(value) in _JSON_SCALARS else decode_value(value) for key, value in stored.items()
-            }
+            values = dict(stored)  # containers are decoded on first use (Session._decoded)
             flash = record["flash"]
             stored_flash = set(flash).intersection(values) if flash else set()
             created = float(record["created"])
@@ -345,30 +338,19 @@ class RequestLifecycle:
         session = self.session
         policy = self.policy
         now = policy.clock()
-        pending = session._pending()
         refresh = headers_open and policy.refresh_due(self.refreshed, now)
-        claimed = frozenset(self.claims) if headers_open and self.claims else _NOTHING
-        if pending is None and not refresh and not claimed:
-            return None  # the common read-only request: nothing to save
         refreshed = now if refresh else self.refreshed
         expires = policy.expires_at(self.created, refreshed)
-        if pending is None:
-            changes = SessionChanges(claimed=claimed, refreshed=refreshed, expires=expires, base=self.base)
-        else:
-            changes = SessionChanges(
-                pending.set,
-                pending.deleted,
-                pending.flash,
-                pending.cleared,
-                refreshed,
-                expires,
-                claimed=claimed,
-                persistent=pending.persistent,
-                base=self.base,
-            )
+        claimed = frozenset(self.claims) if headers_open and self.claims else _NOTHING
+        changes = session._changes(refreshed, expires, claimed, self.base)
+        changed = changes is not None  # the data or the persistence flag
+        if changes is None:
+            if not refresh and not claimed:
+                return None  # the common read-only request: nothing to save
+            changes = SessionChanges(refreshed=refreshed, expires=expires, claimed=claimed, base=self.base)
         # The store is asked when there is something to write, and also when
         # the request leaves the session empty, so that it can remove the record.
-        if pending is not None or refresh or session._is_empty():
+        if changed or refresh or session._is_empty():
             outcome = self.store.apply_changes(self.id, changes, self.environ)
             if outcome is not _APPLIED:
                 outcome = _outcome(outcome)
@@ -383,13 +365,13 @@ class RequestLifecycle:
                 self._start_fresh(now)
                 return self.cookie.expire_header(self.environ) if headers_open else None
         value = self.store.cookie_value(self.id, changes)
-        if pending is not None or refresh:
+        if changed or refresh:
             # The store holds the changes now: later writes of this request start from them.
             self.refreshed = refreshed
-            if pending is not None:
-                if pending.cleared or pending.persistent is not None:
-                    self.base = _next_base(self.base, pending)
-                session._saved(pending)
+            if changed:
+                if changes.cleared or changes.persistent is not None:
+                    self.base = _next_base(self.base, changes)
+                session._saved(changes)
         persistent = session._persistent
         if not headers_open:
             if value != self.incoming:
@@ -398,11 +380,7 @@ class RequestLifecycle:
                     type(self.store).__name__,
                 )
             return None
-        if (
-            value != self.incoming
-            or (refresh and persistent)
-            or (pending is not None and pending.persistent is not None)
-        ):
+        if value != self.incoming or (refresh and persistent) or changes.persistent is not None:
             return self._set_cookie(value, persistent, now)
         return None
 
@@ -457,15 +435,15 @@ class RequestLifecycle:
             lock.release()
 
 
-def _next_base(base: Optional[SessionRecord], pending: PendingChanges) -> SessionRecord:
+def _next_base(base: Optional[SessionRecord], changes: SessionChanges) -> SessionRecord:
     # The record as this request saved it, for a later write of the request:
     # a clear() started the next generation; the persistence flag changed.
     assert base is not None
     updated = base.copy()
-    if pending.cleared:
+    if changes.cleared:
         updated["generation"] = base.get("generation", 0) + 1
-    if pending.persistent is not None:
-        updated["persistent"] = pending.persistent
+    if changes.persistent is not None:
+        updated["persistent"] = changes.persistent
     return updated
 
 

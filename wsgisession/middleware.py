@@ -109,7 +109,7 @@ class SessionMiddleware:
 
     def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
         lifecycle = self.lifecycle
-        session = Session(lifecycle, environ, lifecycle.lock_timeout)
+        session = Session(lifecycle, environ)
         environ[self.environ_key] = session
         response = _Response(session, start_response)
         try:
@@ -127,6 +127,7 @@ class SessionMiddleware:
                     response.end()
             return body
         response.body = body
+        response.failed = False
         return response
 
 
@@ -144,14 +145,16 @@ class _Response:
     _headers: Headers
     _exc_info: Any
 
+    body: Iterable[bytes]
+    failed: bool
+
     def __init__(self, session: Session, start_response: StartResponse) -> None:
-        # _headers and _exc_info are set when the server's start_response waits.
+        # _headers and _exc_info are set when the server's start_response
+        # waits; body and failed when the body is wrapped (__call__).
         self._session = session
         self._start_response = start_response
         self._status: Optional[str] = None
         self._write: Optional[Callable[[bytes], Any]] = None
-        self.body: Iterable[bytes] = ()
-        self.failed = False
 
     def start_response(self, status: str, headers: Headers, exc_info: Any = None) -> Callable[[bytes], Any]:
         if self._write is not None:

@@ -37,6 +37,9 @@ VALUE = "$v"
 
 _SCALARS = (str, int, bool, type(None))
 
+#: The types JSON parsing gives that need no decoding.
+_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
+
 
 def encode_value(value: Any) -> Any:
     """Return ``value`` as JSON-compatible data, building new containers.
@@ -106,7 +109,8 @@ def decode_value(data: Any) -> Any:
     """
     kind = type(data)
     if kind is list:
-        return [decode_value(item) for item in data]
+        # Scalars are their own decoded form: no call for them.
+        return [item if type(item) in _JSON_SCALARS else decode_value(item) for item in data]
     if kind is dict:
         if TAG in data:
             decoder = _DECODERS.get(data[TAG])
@@ -116,7 +120,7 @@ def decode_value(data: Any) -> Any:
                 return decoder(data[VALUE])
             except (TypeError, ValueError, AttributeError, decimal.InvalidOperation) as exc:
                 raise ValueError(f"malformed tagged value {data!r}") from exc
-        return {key: decode_value(item) for key, item in data.items()}
+        return {key: item if type(item) in _JSON_SCALARS else decode_value(item) for key, item in data.items()}
     return data
 
 

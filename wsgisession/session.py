@@ -13,18 +13,20 @@ from __future__ import annotations
 import copy
 import datetime
 import decimal
-import threading
 import uuid
+from _thread import RLock  # threading.RLock's C type, without the Python-level factory call
 from collections.abc import ItemsView, KeysView, MutableMapping, ValuesView
-from typing import TYPE_CHECKING, Any, Dict, FrozenSet, Iterator, NamedTuple, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Any, Dict, FrozenSet, Iterator, Optional, Set, Tuple
 
-from .serialization import encode_value
+from .errors import SessionStoreError
+from .serialization import decode_value, encode_value
+from .store import SessionChanges, SessionRecord
 
 if TYPE_CHECKING:
-    from .lifecycle import Lifecycle, RequestLifecycle
+    from .lifecycle import Lifecycle, RequestLifecycle  # noqa: F401
     from .store import WSGIEnviron
 
-__all__ = ["Session", "PendingChanges"]
+__all__ = ["Session"]
 
 _MISSING: Any = object()
 
@@ -34,27 +36,20 @@ _IMMUTABLE = frozenset(
     {str, int, float, bool, type(None), bytes, datetime.datetime, datetime.date, decimal.Decimal, uuid.UUID}
 )
 
-# Values that need no check when set (a float may be NaN, which JSON lacks).
+# Values that need no check when set (a float may be NaN, which JSON lacks),
+# and are their own encoded form.
 _ALWAYS_STORABLE = frozenset({str, int, bool, type(None)})
+
+# What the request did to a key since the session was loaded or last saved.
+_SET = 1  # set it: its value is written
+_DELETED = 2  # removed it: it is deleted from the store
+_READ = 3  # was handed its (mutable) value: written if changed in place
+
+_NO_KEYS: FrozenSet[str] = frozenset()
 
 
 class _UnstorableValue(TypeError):
     """A session value that has no JSON form; raised naming its key."""
-
-
-class PendingChanges(NamedTuple):
-    """What the request changed since the session was loaded or last saved, encoded for a store."""
-
-    #: Keys to write, with their encoded values.
-    set: Dict[str, Any]
-    #: Keys of ``set`` that are flash values.
-    flash: FrozenSet[str]
-    #: Keys to delete.
-    deleted: FrozenSet[str]
-    #: True when ``clear()`` was called.
-    cleared: bool
-    #: The new persistence flag, or None when it did not change.
-    persistent: Optional[bool]
 
 
 class Session(MutableMapping[str, Any]):
@@ -68,42 +63,49 @@ class Session(MutableMapping[str, Any]):
     """
 
     __slots__ = (
-        "_lifecycle", "_environ", "_lock_timeout", "_request", "_mutex", "accessed", "_values", "_flash", "_stored", "_stored_flash",
-        "_set_keys", "_deleted_keys", "_cleared", "_read_keys", "_modified", "_persistent", "_persistent_changed",
+        "_lifecycle", "_environ", "_request", "_mutex", "accessed", "_values", "_flash", "_stored", "_stored_flash",
+        "_touched", "_cleared", "_modified", "_persistent", "_persistent_changed",
     )  # fmt: skip
 
     _values: Dict[str, Any]
     _flash: Set[str]
     _stored: Dict[str, Any]
     _stored_flash: Set[str]
-    _set_keys: Set[str]
-    _deleted_keys: Set[str]
+    _touched: Dict[str, int]
     _cleared: bool
-    _read_keys: Set[str]
     _modified: bool
     _persistent: bool
     _persistent_changed: bool
 
-    def __init__(self, lifecycle: Lifecycle, environ: WSGIEnviron, lock_timeout: Optional[float] = None) -> None:
+    def __init__(self, lifecycle: Lifecycle, environ: WSGIEnviron) -> None:
         # Only what an untouched request needs: the request's lifecycle is
         # made on first use.
         self._lifecycle = lifecycle
         self._environ = environ
-        self._lock_timeout = lock_timeout
-        self._mutex = threading.RLock()
+        self._mutex = RLock()
         self._request: Optional[RequestLifecycle] = None
         #: True once the application touched the session in this request (a
         #: plain attribute: it is read on every request).
         self.accessed = False
+
+    def _mark_modified(self, value: bool) -> None:
+        """Set what :attr:`modified` reads (integrations for frameworks that set it); saving is not affected."""
+        with self._mutex:
+            self._ensure_loaded()
+            self._modified = value
 
     def _lifecycle_request(self) -> RequestLifecycle:
         """This request's lifecycle (:mod:`wsgisession.lifecycle`), made when first asked for."""
         request = self._request
         if request is None:
             with self._mutex:
-                request = self._request
-                if request is None:
-                    request = self._request = self._lifecycle.request_for(self, self._environ, self._lock_timeout)
+                request = self._request or self._new_request()
+        return request
+
+    def _new_request(self) -> RequestLifecycle:
+        # The caller holds self._mutex.
+        settings = self._lifecycle
+        request = self._request = lifecycle.RequestLifecycle(self, settings, self._environ, settings.lock_timeout)
         return request
 
     def _loaded(self) -> RequestLifecycle:
@@ -121,19 +123,35 @@ class Session(MutableMapping[str, Any]):
             self.accessed = True
 
     def _load(self) -> None:
-        self._values, self._stored, self._stored_flash, self._persistent = self._lifecycle_request().load()
+        request = self._request or self._new_request()
+        self._values, self._stored, self._stored_flash, self._persistent = request.load()
         self._flash = set(self._stored_flash)
         self._persistent_changed = False
         self._modified = False
         self._reset_changes()
 
     def _reset_changes(self) -> None:
-        self._set_keys = set()
-        self._deleted_keys = set()
+        self._touched = {}
         self._cleared = False
-        self._read_keys = set()
 
     # -- reading ---------------------------------------------------------------
+
+    def _decoded(self, key: str, value: Any) -> Any:
+        # Values are decoded on first use: a request that reads one key pays
+        # for that key only.  A container is still in its stored (encoded)
+        # form while it is the very object the store handed over.
+        kind = type(value)
+        if (kind is list or kind is dict) and value is self._stored.get(key):
+            try:
+                value = decode_value(value)
+            except (ValueError, TypeError, RecursionError) as exc:
+                raise SessionStoreError(f"the stored value of session key {key!r} is malformed: {exc}") from exc
+            self._values[key] = value
+        return value
+
+    def _decode_all(self) -> None:
+        for key, value in list(self._values.items()):
+            self._decoded(key, value)
 
     def _read(self, key: str, default: Any) -> Any:
         with self._mutex:
@@ -141,16 +159,20 @@ class Session(MutableMapping[str, Any]):
             value = self._values.get(key, _MISSING)
             if value is _MISSING:
                 return default
+            value = self._decoded(key, value)
             if key in self._flash:
-                if key in self._stored_flash and key not in self._set_keys:
+                if key in self._stored_flash and self._touched.get(key) is not _SET:
                     # Loaded from the store: it is taken there at once, so two
                     # concurrent requests can not both show it.
                     self._stored_flash.discard(key)
-                    if not self._loaded().claim_flash(key, self._stored.pop(key)):
+                    stored = dict(self._stored)  # the stored record is never changed in place
+                    encoded = stored.pop(key)
+                    self._stored = stored
+                    if not self._loaded().claim_flash(key, encoded):
                         value = default
                 self._remove(key)
-            elif type(value) not in _IMMUTABLE:
-                self._read_keys.add(key)
+            elif type(value) not in _IMMUTABLE and key not in self._touched:
+                self._touched[key] = _READ
             return value
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -182,9 +204,11 @@ class Session(MutableMapping[str, Any]):
         # A copy of the data that reads (but does not consume) flash values.
         with self._mutex:
             self._ensure_loaded()
+            self._decode_all()
+            touched = self._touched
             for key, value in self._values.items():
-                if type(value) not in _IMMUTABLE:
-                    self._read_keys.add(key)
+                if type(value) not in _IMMUTABLE and key not in touched:
+                    touched[key] = _READ
             return dict(self._values)
 
     def keys(self) -> KeysView[str]:
@@ -203,6 +227,7 @@ class Session(MutableMapping[str, Any]):
         """A deep copy of the data as a plain dict (flash values included, not consumed)."""
         with self._mutex:
             self._ensure_loaded()
+            self._decode_all()
             return copy.deepcopy(self._values)
 
     # -- writing ---------------------------------------------------------------
@@ -215,8 +240,7 @@ class Session(MutableMapping[str, Any]):
         with self._mutex:
             self._ensure_loaded()
             self._values[key] = value
-            self._set_keys.add(key)
-            self._deleted_keys.discard(key)
+            self._touched[key] = _SET
             if flash:
                 self._flash.add(key)
             else:
@@ -238,10 +262,10 @@ class Session(MutableMapping[str, Any]):
         # The caller holds self._mutex.
         del self._values[key]
         self._flash.discard(key)
-        self._set_keys.discard(key)
-        self._read_keys.discard(key)
         if key in self._stored:
-            self._deleted_keys.add(key)
+            self._touched[key] = _DELETED
+        else:
+            self._touched.pop(key, None)
         self._modified = True
 
     def __delitem__(self, key: str) -> None:
@@ -333,8 +357,9 @@ class Session(MutableMapping[str, Any]):
         with self._mutex:
             self._ensure_loaded()
             self._loaded().replace_id(keep_created=True)
+            self._decode_all()  # nothing is stored under the new id to decode from
             self._forget_stored()
-            self._set_keys = set(self._values)
+            self._touched = dict.fromkeys(self._values, _SET)
             self._modified = True
 
     def _forget_stored(self) -> None:
@@ -417,12 +442,12 @@ class Session(MutableMapping[str, Any]):
     def _mutated_reads(self) -> Dict[str, Any]:
         # Values handed out by a read and changed in place since (s["cart"].append(x)).
         mutated = {}
-        for key in self._read_keys:
-            if key in self._set_keys or key not in self._values:
-                continue
-            encoded = _encode(key, self._values[key])
-            if self._stored.get(key, _MISSING) != encoded:
-                mutated[key] = encoded
+        values = self._values
+        for key, done in self._touched.items():
+            if done is _READ and key in values:
+                encoded = _encode(key, values[key])
+                if self._stored.get(key, _MISSING) != encoded:
+                    mutated[key] = encoded
         return mutated
 
     def _is_empty(self) -> bool:
@@ -430,36 +455,64 @@ class Session(MutableMapping[str, Any]):
 
     def _has_pending(self) -> bool:
         """False when nothing can have changed since the session was loaded or saved (cheap)."""
-        return bool(
-            self._set_keys or self._deleted_keys or self._cleared or self._read_keys or self._persistent_changed
-        )
+        return bool(self._touched or self._cleared or self._persistent_changed)
 
-    def _pending(self) -> Optional[PendingChanges]:
-        """The changes not saved yet, or None when there are none (the caller holds the mutex)."""
-        to_set = self._mutated_reads() if self._read_keys else {}
-        flash = {key for key in to_set if key in self._flash} if self._flash else set()
-        for key in self._set_keys:
-            encoded = _encode(key, self._values[key])
-            is_flash = key in self._flash
-            unchanged = (
-                not self._cleared
-                and self._stored.get(key, _MISSING) == encoded
-                and (key in self._stored_flash) == is_flash
-            )
-            if not unchanged:
-                to_set[key] = encoded
-                if is_flash:
-                    flash.add(key)
+    def _changes(
+        self, refreshed: float, expires: Optional[float], claimed: FrozenSet[str], base: Optional[SessionRecord]
+    ) -> Optional[SessionChanges]:
+        """The changes not saved yet, for a store, or None when the data did not change.
+
+        The caller holds the mutex and says what the lifecycle adds: the new
+        expiry, the flash keys the request took, the record it loaded.
+        """
+        values = self._values
+        stored = self._stored
+        flash = self._flash
+        to_set: Dict[str, Any] = {}
+        deleted: Set[str] = set()
+        new_flash: Set[str] = set()
+        for key, done in self._touched.items():
+            if done is _DELETED:
+                deleted.add(key)
+                continue
+            if key not in values:
+                continue
+            value = values[key]
+            encoded = value if type(value) in _ALWAYS_STORABLE else _encode(key, value)
+            is_flash = key in flash
+            if done is _READ:
+                if stored.get(key, _MISSING) == encoded:
+                    continue  # read, not changed in place
+            elif not self._cleared and stored.get(key, _MISSING) == encoded and (key in self._stored_flash) == is_flash:
+                continue  # set to the value it had
+            to_set[key] = encoded
+            if is_flash:
+                new_flash.add(key)
         persistent = self._persistent if self._persistent_changed else None
-        if not to_set and not self._deleted_keys and not self._cleared and persistent is None:
+        if not to_set and not deleted and not self._cleared and persistent is None:
             return None
         if to_set:
             self._modified = True  # nested mutation counts, to the end of the request
-        return PendingChanges(to_set, frozenset(flash), frozenset(self._deleted_keys), self._cleared, persistent)
+        return SessionChanges(
+            to_set,
+            frozenset(deleted) if deleted else _NO_KEYS,
+            frozenset(new_flash) if new_flash else _NO_KEYS,
+            self._cleared,
+            refreshed,
+            expires,
+            claimed=claimed,
+            persistent=persistent,
+            base=base,
+        )
 
     def _encoded(self) -> Tuple[Dict[str, Any], FrozenSet[str]]:
         """Every value, encoded, with the flash keys: the content of a new record."""
-        return {key: _encode(key, value) for key, value in self._values.items()}, frozenset(self._flash)
+        stored = self._stored
+        encoded = {
+            key: value if value is stored.get(key, _MISSING) else _encode(key, value)
+            for key, value in self._values.items()
+        }
+        return encoded, frozenset(self._flash)
 
     def _saved_record(self, data: Dict[str, Any], flash: FrozenSet[str]) -> None:
         """The store now holds the whole session as ``data`` (encoded) with these flash keys."""
@@ -468,20 +521,24 @@ class Session(MutableMapping[str, Any]):
         self._persistent_changed = False
         self._reset_changes()
 
-    def _saved(self, changes: PendingChanges) -> None:
+    def _saved(self, changes: SessionChanges) -> None:
         """The store now holds these changes."""
+        # A new dict: the one the store handed over is never changed in place.
+        stored = {} if changes.cleared else dict(self._stored)
+        stored_flash = self._stored_flash
         if changes.cleared:
-            self._stored = {}
-            self._stored_flash = set()
+            stored_flash = self._stored_flash = set()
         for key in changes.deleted:
-            self._stored.pop(key, None)
-            self._stored_flash.discard(key)
-        for key, encoded in changes.set.items():
-            self._stored[key] = encoded
-            if key in changes.flash:
-                self._stored_flash.add(key)
-            else:
-                self._stored_flash.discard(key)
+            stored.pop(key, None)
+            stored_flash.discard(key)
+        stored.update(changes.set)
+        self._stored = stored
+        if stored_flash or changes.flash:
+            for key in changes.set:
+                if key in changes.flash:
+                    stored_flash.add(key)
+                else:
+                    stored_flash.discard(key)
         self._persistent_changed = False
         self._reset_changes()
 
@@ -496,3 +553,8 @@ def _encode(key: str, value: Any) -> Any:
         return encode_value(value)
     except (TypeError, ValueError, RecursionError) as exc:
         raise _UnstorableValue(f"session key {key!r} can not be stored: {exc}") from None
+
+
+# At the end: the lifecycle module imports this one, and is used only when a
+# session is first touched, by then fully imported whichever came first.
+from . import lifecycle  # noqa: E402

@@ -26,7 +26,7 @@ import hashlib
 import logging
 import re
 import secrets
-from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Tuple, TypedDict
 
 from .errors import SessionError
@@ -75,6 +75,11 @@ class SessionRecord(_RequiredRecordFields, total=False):
     version: Any
 
 
+# The defaults of SessionChanges: nothing, shared and read-only.
+_NO_VALUES: Mapping[str, Any] = MappingProxyType({})
+_NO_KEYS: FrozenSet[str] = frozenset()
+
+
 class ChangeOutcome(enum.Enum):
     """What :meth:`Store.apply_changes` did with a request's changes."""
 
@@ -87,45 +92,85 @@ class ChangeOutcome(enum.Enum):
     GONE = "gone"
 
 
-@dataclass
 class SessionChanges:
     """What one request changed in a session, to apply to the current record.
 
     Applying changes instead of the whole snapshot a request loaded is what keeps
     concurrent requests from erasing each other's keys.  Stores read it and
-    never modify it (it is not frozen only because frozen dataclasses are slow
-    to build, and one is built per write), except the ``version`` in
-    :attr:`base`.
+    never modify it, except the ``version`` in :attr:`base`.  (A plain class
+    with slots: one is built per write, and that is cheaper than a dataclass.)
     """
 
+    __slots__ = (
+        "set",
+        "deleted",
+        "flash",
+        "cleared",
+        "refreshed",
+        "expires",
+        "restore",
+        "claimed",
+        "persistent",
+        "base",
+    )
+
     #: Keys set by this request, with their encoded values.
-    set: Mapping[str, Any] = field(default_factory=dict)
+    set: Mapping[str, Any]
     #: Keys deleted by this request.
-    deleted: FrozenSet[str] = frozenset()
+    deleted: FrozenSet[str]
     #: Keys of ``set`` that are flash values.
-    flash: FrozenSet[str] = frozenset()
+    flash: FrozenSet[str]
     #: True when the request called ``clear()``: every key not in ``set``
     #: goes, and the session starts a new generation.
-    cleared: bool = False
+    cleared: bool
     #: The new refresh time and expiry of the record.  An older refresh time
     #: than the stored one never replaces it.
-    refreshed: float = 0.0
-    expires: Optional[float] = None
+    refreshed: float
+    expires: Optional[float]
     #: Flash values a failed request gives back (encoded): each is put back,
     #: as a flash value, where the record has no value under its key.
-    restore: Mapping[str, Any] = field(default_factory=dict)
+    restore: Mapping[str, Any]
     #: Flash keys this request took with :meth:`Store.consume_flash`.  A store
     #: whose ``consume_flash`` removed them has nothing more to do; the cookie
     #: store leaves them out of the cookie.
-    claimed: FrozenSet[str] = frozenset()
+    claimed: FrozenSet[str]
     #: The session's new persistence flag, or None when it did not change.
-    persistent: Optional[bool] = None
+    persistent: Optional[bool]
     #: The record as this request loaded it (or last saved it), for stores
     #: that compare versions or build the whole record from it.  It is the
     #: request's own copy: a store that keeps a ``version`` in it may update
     #: that key after a successful write, so that the request's next write
     #: starts from the version it wrote.
-    base: Optional[SessionRecord] = None
+    base: Optional[SessionRecord]
+
+    def __init__(
+        self,
+        set: Mapping[str, Any] = _NO_VALUES,
+        deleted: FrozenSet[str] = _NO_KEYS,
+        flash: FrozenSet[str] = _NO_KEYS,
+        cleared: bool = False,
+        refreshed: float = 0.0,
+        expires: Optional[float] = None,
+        *,
+        restore: Mapping[str, Any] = _NO_VALUES,
+        claimed: FrozenSet[str] = _NO_KEYS,
+        persistent: Optional[bool] = None,
+        base: Optional[SessionRecord] = None,
+    ) -> None:
+        self.set = set
+        self.deleted = deleted
+        self.flash = flash
+        self.cleared = cleared
+        self.refreshed = refreshed
+        self.expires = expires
+        self.restore = restore
+        self.claimed = claimed
+        self.persistent = persistent
+        self.base = base
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__ if name != "base")
+        return f"SessionChanges({fields})"
 
     @property
     def generation(self) -> int:
@@ -141,14 +186,16 @@ class SessionChanges:
     def apply_to(self, record: SessionRecord) -> SessionRecord:
         """Return a new record: ``record`` with these changes applied.
 
-        It does not check the generation: a store compares
-        ``record.get("generation", 0)`` with :attr:`generation` first.
+        Containers the changes leave as they were (the flash list) are shared
+        with ``record``, which is never changed.  It does not check the
+        generation: a store compares ``record.get("generation", 0)`` with
+        :attr:`generation` first.
         """
-        generation = record.get("generation", 0)
+        updated = record.copy()
         if self.cleared:
             data: Dict[str, Any] = {}
             flash: List[str] = []
-            generation += 1
+            updated["generation"] = record.get("generation", 0) + 1
         else:
             data = dict(record["data"])
             flash = record["flash"]
@@ -164,24 +211,13 @@ class SessionChanges:
             kept = set(flash).difference(self.deleted, self.set)
             kept.update(self.flash.intersection(self.set), restored)
             flash = sorted(kept.intersection(data))
-        else:
-            flash = []
+        updated["data"] = data
+        updated["flash"] = flash
         if self.refreshed >= record["refreshed"]:
-            refreshed, expires = self.refreshed, self.expires
-        else:
-            refreshed, expires = record["refreshed"], record["expires"]
-        updated: SessionRecord = {
-            "data": data,
-            "flash": flash,
-            "created": record["created"],
-            "refreshed": refreshed,
-            "expires": expires,
-        }
-        if generation:
-            updated["generation"] = generation
-        persistent = record.get("persistent") if self.persistent is None else self.persistent
-        if persistent is not None:
-            updated["persistent"] = persistent
+            updated["refreshed"] = self.refreshed
+            updated["expires"] = self.expires
+        if self.persistent is not None:
+            updated["persistent"] = self.persistent
         return updated
 
 
@@ -232,8 +268,9 @@ class Store:
     def get_session(self, id: str, environ: WSGIEnviron) -> Optional[SessionRecord]:
         """Return the record stored for ``id``, or None when there is none.
 
-        The caller may keep the returned dicts and lists: return fresh ones (or
-        copies), never the store's own.
+        The request keeps the record and never changes it, so a store may
+        hand out a record of its own as long as it never changes that record
+        in place afterwards (it replaces it instead); otherwise return a copy.
         """
         raise NotImplementedError
 

@@ -97,9 +97,7 @@ class FlaskSession(SessionProxy, SessionMixin):  # type: ignore[override]  # rea
         # Flask code sets this after changing a value in place.  Changes are
         # saved whether or not it is set (in-place ones included), so only
         # what it reads back changes.
-        with self.wrapped._mutex:
-            self.wrapped._ensure_loaded()
-            self.wrapped._modified = bool(value)
+        self.wrapped._mark_modified(bool(value))
 
 
 class WsgiSessionInterface(SessionInterface):

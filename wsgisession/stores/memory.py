@@ -85,14 +85,11 @@ class MemoryStore(Store):
             record = self._live(id)
             if record is None:
                 return None
-            # Records are copied on the way in.  On the way out the containers
-            # a caller may change are copied; the encoded values are shared
-            # because the session decodes them into new objects before any
-            # handler sees them, and never writes into them.
-            copied = record.copy()
-            copied["data"] = dict(record["data"])
-            copied["flash"] = list(record["flash"])
-            return copied
+            # Records are copied on the way in and never changed in place
+            # afterwards (a change replaces the record), so the request may
+            # have the stored one: it never changes it, and decodes values
+            # into new objects before a handler sees them.
+            return record
 
     def create_session(self, data: SessionRecord, id: str, environ: WSGIEnviron) -> None:
         copied = copy_data(data)
@@ -130,8 +127,10 @@ class MemoryStore(Store):
             record = self._live(id)
             if record is None or key not in record["flash"]:
                 return False
-            record["data"].pop(key, None)
-            record["flash"].remove(key)
+            updated = record.copy()
+            updated["data"] = {name: value for name, value in record["data"].items() if name != key}
+            updated["flash"] = [name for name in record["flash"] if name != key]
+            self._records[id] = updated
             return True
 
     def lock_session(self, id: str, timeout: float, environ: WSGIEnviron) -> SessionLock:
