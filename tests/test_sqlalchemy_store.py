@@ -490,6 +490,18 @@ def test_sqlite_files_use_wal_and_wait_for_other_writers(tmp_path: Path, make_ap
     store.close()
 
 
+def test_postgresql_commits_without_waiting_for_the_disk_when_asked(
+    new_store: StoreFactory, make_app: Callable[..., TestApp]
+) -> None:
+    # The README's line for PostgreSQL: the setting reaches the store's connections.
+    store = new_store("postgresql", engine_options={"connect_args": {"options": "-c synchronous_commit=off"}})
+    app = make_app(counter_app, store)
+    app.get("/")
+    assert app.get("/").json == {"xx": 5, "yy": 2}
+    with store.engine.connect() as connection:
+        assert connection.exec_driver_sql("SHOW synchronous_commit").scalar() == "off"
+
+
 # -- several processes: gunicorn ----------------------------------------------------------------
 
 

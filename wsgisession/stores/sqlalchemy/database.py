@@ -92,15 +92,22 @@ class Database:
         return self._run(action, statement, values, _rowcount, write=True, retry=retry)
 
     def insert_new(self, action: str, statement: sa.Executable, values: Mapping[str, Any]) -> None:
-        """Insert a row under a fresh random key, once more if the connection broke."""
-        try:
-            self._run(action, statement, values, _rowcount, write=True, retry=False, raw_disconnect=True)
-        except _Disconnected:
-            log.info("a pooled connection was found dead; the INSERT runs again on a new one")
+        """Insert a row under a fresh random key; once more on a new connection if the first one was dead."""
+        for attempt in (1, 2):
+            started = time.monotonic()
             try:
-                self._run(action, statement, values, _rowcount, write=True, retry=False, raw_integrity=True)
-            except IntegrityError:
-                pass  # the key was taken by the first attempt, which the database applied
+                self._once(statement, values, _rowcount, True)
+                return
+            except _NoAnswer as exc:
+                raise self.failure(action, exc, started) from exc.__cause__
+            except IntegrityError as exc:
+                if attempt == 2:
+                    return  # the key is random: only the first attempt can have taken it, so it was applied
+                raise self.failure(action, exc, started) from exc
+            except self._errors as exc:
+                if attempt == 2 or not self._found_dead(exc, started):
+                    raise self.failure(action, exc, started) from exc
+                log.info("a pooled connection was found dead; the INSERT runs again on a new one")
 
     def _run(
         self,
@@ -111,31 +118,47 @@ class Database:
         *,
         write: bool,
         retry: bool,
-        raw_disconnect: bool = False,
-        raw_integrity: bool = False,
     ) -> _T:
         attempts = 2 if retry else 1
         for attempt in range(1, attempts + 1):
             started = time.monotonic()
             try:
-                with self._connection() as connection:
-                    result = read(self.execute(connection, statement, values))
-                    if write and not self._autocommit:
-                        connection.commit()
-                return result
-            except self._errors as exc:
-                if raw_integrity and isinstance(exc, IntegrityError):
-                    raise
-                if _disconnected(exc) and time.monotonic() - started < self.timeout:
-                    if raw_disconnect:
-                        raise _Disconnected() from exc
-                    if attempt < attempts:
-                        log.info("a pooled connection was found dead; the statement runs again on a new one")
-                        continue
-                raise self.failure(action, exc, started) from exc
+                return self._once(statement, values, read, write)
             except _NoAnswer as exc:
                 raise self.failure(action, exc, started) from exc.__cause__
+            except self._errors as exc:
+                if attempt == attempts or not self._found_dead(exc, started):
+                    raise self.failure(action, exc, started) from exc
+                log.info("a pooled connection was found dead; the statement runs again on a new one")
         raise AssertionError("unreachable")
+
+    def _found_dead(self, exc: BaseException, started: float) -> bool:
+        # A connection found dead fails at once; one that timed out means the
+        # database is not answering, which another attempt would only prolong.
+        return _disconnected(exc) and time.monotonic() - started < self.timeout
+
+    def _once(
+        self, statement: sa.Executable, values: Mapping[str, Any], read: Callable[[CursorResult[Any]], _T], write: bool
+    ) -> _T:
+        # One statement on a pooled connection.  (Plain code rather than a
+        # context manager: this runs for every statement.)
+        mutex = self._mutex
+        if mutex is not None:
+            mutex.acquire()
+        try:
+            connection = self.engine.connect()
+            try:
+                if not self._table_ready:
+                    self._create_table(connection)
+                result = read(self.execute(connection, statement, values))
+                if write and not self._autocommit:
+                    connection.commit()
+                return result
+            finally:
+                connection.close()
+        finally:
+            if mutex is not None:
+                mutex.release()
 
     # -- transactions ---------------------------------------------------------------------
 
@@ -202,9 +225,11 @@ class Database:
                 raise _NoAnswer() from exc
             raise
         if WATCHDOG.disarm(ticket):
-            # The answer came just as the deadline passed: the connection was
-            # shut down, so it must not go back to the pool.
+            # The answer came just as the deadline passed and the socket was
+            # shut down: the connection must not go back to the pool, and the
+            # statement counts as unanswered, like any other that overran.
             connection.invalidate()
+            raise _NoAnswer()
         return result
 
     def _create_table(self, connection: Connection) -> None:
@@ -228,6 +253,7 @@ class Database:
                 raise
             if ticket is not None and WATCHDOG.disarm(ticket):
                 connection.invalidate()
+                raise _NoAnswer()
             self._table_ready = True
 
     # -- errors -------------------------------------------------------------------------
@@ -270,10 +296,6 @@ class Transaction:
     def change(self, statement: sa.Executable, values: Mapping[str, Any]) -> int:
         """Run a write and return how many rows it matched."""
         return _rowcount(self._database.execute(self._connection, statement, values))
-
-
-class _Disconnected(Exception):
-    """The first attempt of an INSERT lost its connection."""
 
 
 def _fileno(connection: Connection) -> int:
