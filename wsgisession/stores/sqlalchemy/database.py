@@ -43,6 +43,9 @@ log = logging.getLogger("wsgisession")
 
 _T = TypeVar("_T")
 
+_COMMIT = sa.text("COMMIT")
+_ROLLBACK = sa.text("ROLLBACK")
+
 
 class _NoAnswer(Exception):
     """A statement got no answer within the timeout (its connection was shut down)."""
@@ -195,7 +198,7 @@ class Database:
             return
         try:
             # Sent as statements, so that instrumentation sees the whole transaction.
-            self.execute(connection, sa.text("COMMIT" if commit else "ROLLBACK"), {})
+            self.execute(connection, _COMMIT if commit else _ROLLBACK, {})
         except self._errors_or_no_answer:
             if commit:
                 raise

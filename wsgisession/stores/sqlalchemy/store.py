@@ -32,6 +32,9 @@ _MAX_ATTEMPTS = 3
 # columns to set, None (nothing to write), or GONE / EMPTIED.
 _Rewrite = Union[None, ChangeOutcome, Tuple[str, Dict[str, Any]]]
 
+# What _swap answers: the outcome, and the version written if any.
+_Swapped = Tuple[ChangeOutcome, Optional[RowVersion]]
+
 
 class SQLAlchemyStore(Store):
     """Sessions in a SQL table, shared safely by several processes and threads.
@@ -212,61 +215,69 @@ class SQLAlchemyStore(Store):
         known: Optional[RowVersion],
         statement: sa.Update,
         rewrite: Callable[[str], _Rewrite],
-    ) -> Tuple[ChangeOutcome, Optional[RowVersion]]:
-        # Compare-and-swap of the row's data: ``rewrite(payload)`` answers
-        # the new payload and further columns, None to leave the row alone,
-        # GONE to give up, or EMPTIED to delete the row; the version written
-        # comes back with the outcome.  The first attempt costs one statement
-        # when the request knows the version it loaded, two (a read, then the
-        # swap) when it does not.  If another request wrote in between, the
-        # row is read again under a row lock, so that the write that follows
-        # can not lose again, however many requests compete.
-        database, statements = self._database, self._statements
+    ) -> _Swapped:
+        # Compare-and-swap of the row's data; the version written comes back
+        # with the outcome.  The first attempt costs one statement when the
+        # request knows the version it loaded, two (a read, then the swap)
+        # when it does not.  If another request wrote in between, the row is
+        # read again under a row lock, so that the write that follows can not
+        # lose again, however many requests compete.
+        database = self._database
+
+        def change(sql: sa.Executable, values: Mapping[str, Any]) -> int:
+            return database.change(action, sql, values)
+
         for attempt in range(_MAX_ATTEMPTS):
             now = float(self._clock())
-            if attempt > 0:
-                with database.transaction(action) as transaction:
-                    row = transaction.fetch_one(statements.load_locked, {"key": key, "now": now})
+            if attempt == 0:
+                fresh = known is None
+                if known is None:
+                    row = database.fetch_one(action, self._statements.load, {"key": key, "now": now}, retry=True)
                     if row is None:
-                        return ChangeOutcome.GONE, None  # deleted, regenerated or expired meanwhile
-                    payload_text, number = row
-                    rewritten = rewrite(payload_text)
-                    if rewritten is None or rewritten is ChangeOutcome.GONE:
-                        return ChangeOutcome.GONE, None
-                    if rewritten is ChangeOutcome.EMPTIED:
-                        if transaction.change(statements.delete_version, {"key": key, "version": number}) == 1:
-                            return ChangeOutcome.EMPTIED, None
-                        continue
-                    assert isinstance(rewritten, tuple)
-                    payload_text, columns = rewritten
-                    values = {"key": key, "version": number, "now": now, "data": payload_text, "updated_at": now}
-                    if transaction.change(statement, {**values, **columns}) == 1:
-                        return ChangeOutcome.APPLIED, RowVersion(number + 1, payload_text)
+                        return ChangeOutcome.GONE, None  # deleted, regenerated or expired
+                    known = RowVersion(row[4], row[0])
+                swapped = self._write(change, key, known, now, statement, rewrite)
+                # GONE from the request's own copy may be stale: ask the database.
+                if swapped is not None and (fresh or swapped[0] is not ChangeOutcome.GONE):
+                    return swapped
                 continue
-            fresh = known is None
-            if known is None:
-                row = database.fetch_one(action, statements.load, {"key": key, "now": now}, retry=True)
+            with database.transaction(action) as transaction:
+                row = transaction.fetch_one(self._statements.load_locked, {"key": key, "now": now})
                 if row is None:
                     return ChangeOutcome.GONE, None
-                known = RowVersion(row[4], row[0])
-            rewritten = rewrite(known.payload)
-            if rewritten is None or rewritten is ChangeOutcome.GONE:
-                if fresh:
-                    return ChangeOutcome.GONE, None
-                continue  # the request's copy may be stale: ask the database
-            if rewritten is ChangeOutcome.EMPTIED:
-                if database.change(action, statements.delete_version, {"key": key, "version": known.number}) == 1:
-                    return ChangeOutcome.EMPTIED, None
-                continue
-            assert isinstance(rewritten, tuple)
-            payload_text, columns = rewritten
-            values = {"key": key, "version": known.number, "now": now, "data": payload_text, "updated_at": now}
-            if database.change(action, statement, {**values, **columns}) == 1:
-                return ChangeOutcome.APPLIED, RowVersion(known.number + 1, payload_text)
+                swapped = self._write(transaction.change, key, RowVersion(row[1], row[0]), now, statement, rewrite)
+            if swapped is not None:
+                return swapped
         raise SessionStoreError(
             f"SQLAlchemyStore could not {action}: {_MAX_ATTEMPTS} attempts lost to concurrent writes "
             f"(is the engine's isolation level SERIALIZABLE?)"
         )
+
+    def _write(
+        self,
+        change: Callable[[sa.Executable, Mapping[str, Any]], int],
+        key: str,
+        version: RowVersion,
+        now: float,
+        statement: sa.Update,
+        rewrite: Callable[[str], _Rewrite],
+    ) -> Optional[_Swapped]:
+        # ``rewrite(payload)`` answers the new payload and further columns,
+        # None to leave the row alone (GONE), GONE, or EMPTIED to delete the
+        # row.  None comes back when the row is no longer at ``version``.
+        rewritten = rewrite(version.payload)
+        if rewritten is None or rewritten is ChangeOutcome.GONE:
+            return ChangeOutcome.GONE, None
+        if rewritten is ChangeOutcome.EMPTIED:
+            if change(self._statements.delete_version, {"key": key, "version": version.number}) == 1:
+                return ChangeOutcome.EMPTIED, None
+            return None
+        assert isinstance(rewritten, tuple)
+        payload, columns = rewritten
+        values = {"key": key, "version": version.number, "now": now, "data": payload, "updated_at": now, **columns}
+        if change(statement, values) == 1:
+            return ChangeOutcome.APPLIED, RowVersion(version.number + 1, payload)
+        return None
 
     def lock_session(self, id: str, timeout: float, environ: WSGIEnviron) -> SessionLock:
         """Hold the session's request lock, which works across processes (see ``locking.py``).
