@@ -16,6 +16,7 @@ from webtest import TestApp
 
 from wsgisession import SessionStoreError
 from wsgisession.serialization import loads
+from wsgisession.store import ChangeOutcome, SessionChanges
 from wsgisession.testing import FakeClock
 
 from .store_suite import DAY, cookie_of
@@ -39,7 +40,8 @@ def server(request: pytest.FixtureRequest) -> str:
 
 
 def visitor_app(make_app: Callable[..., TestApp], store: Any) -> TestApp:
-    """``/login`` stores a user, ``/read`` reads one key, ``/visit`` changes one, ``/logout`` deletes the session."""
+    """``/login`` stores a user, ``/read`` reads one key, ``/visit`` changes one, ``/flash`` leaves a
+    flash value that ``/notice`` reads, ``/logout`` deletes the session."""
 
     def handler(session: Any, environ: Dict[str, Any]) -> Any:
         path = environ["PATH_INFO"]
@@ -49,6 +51,10 @@ def visitor_app(make_app: Callable[..., TestApp], store: Any) -> TestApp:
             session["visits"] += 1
         elif path == "/logout":
             session.delete()
+        elif path == "/flash":
+            session.flash("notice", "saved")
+        elif path == "/notice":
+            return session.get("notice")
         elif path == "/read":
             return session.get("user")
         return "ok"
@@ -67,6 +73,8 @@ def test_each_request_sends_only_the_statements_it_needs(
         ("/read", ["SELECT"]),  # a returning visitor's read: one SELECT, no ping
         ("/visit", ["SELECT", "UPDATE"]),  # read and change: the compare-and-swap is the only write
         ("/untouched", []),
+        ("/flash", ["SELECT", "UPDATE"]),
+        ("/notice", ["SELECT", "SELECT", "UPDATE"]),  # the load, then the swap that takes the value
     ]
     for path, statements in expected:
         with statements_run(store.engine) as run:
@@ -206,3 +214,34 @@ def test_a_swap_whose_connection_broke_is_not_repeated(
         app.get("/break")
     assert [verb for verb in verbs(run) if verb != "SELECT"] == ["UPDATE"]  # tried once
     assert app.get("/").json == 2  # the next request gets a new connection; the failed change was not applied
+
+
+@pytest.mark.parametrize("operation", ["refresh", "delete", "lock", "unlock"])
+def test_statements_safe_to_repeat_run_again_on_a_new_connection(
+    server: str, operation: str, new_store: StoreFactory, make_app: Callable[..., TestApp]
+) -> None:
+    store = new_store(server, engine_options={"pool_size": 1, "max_overflow": 0})
+    app = visitor_app(make_app, store)
+    app.get("/login")
+    cookie = cookie_of(app)
+    record = store.get_session(cookie, {})
+    assert record is not None
+    held = store.lock_session(cookie, 1.0, {}) if operation == "unlock" else None
+    _kill(store, _pooled_backends(store, 1))
+    with statements_run(store.engine) as run:
+        if operation == "refresh":
+            changes = SessionChanges(refreshed=record["refreshed"] + 60, expires=record["expires"], base=record)
+            assert store.apply_changes(cookie, changes, {}) is ChangeOutcome.APPLIED
+        elif operation == "delete":
+            store.delete_session(cookie, {})
+        elif operation == "lock":
+            store.lock_session(cookie, 1.0, {}).release()
+        else:
+            assert held is not None
+            held.release()
+    verb = "DELETE" if operation == "delete" else "UPDATE"
+    assert verbs(run)[:2] == [verb, verb]  # the statement that found its connection dead, and its repetition
+    if operation == "delete":
+        assert rows(store) == []
+    else:
+        assert row_of(store, cookie)["lock_token"] is None
