@@ -9,6 +9,8 @@ timeouts and the server's own timeouts never fire; only the store's deadline
 from __future__ import annotations
 
 import itertools
+import multiprocessing
+import re
 import socket
 import sqlite3
 import threading
@@ -151,6 +153,46 @@ def test_a_locked_request_fails_within_the_timeout(
     clock.advance(store.lock_expire_after + 1)
     assert app.get("/read").json == {"user": "ann"}
     assert app.get("/read").json == {"user": "ann"}
+
+
+def _read_in_a_forked_worker(store: SQLAlchemyStore, cookie: str, ready: Any, frozen: Any, answers: Any) -> None:
+    # What a gunicorn worker does after ``--preload``: it inherits the store
+    # (its engine and the deadline watchdog of the parent) and uses it.
+    try:
+        store.engine.dispose(close=False)  # the parent's pooled connections stay the parent's
+        assert store.get_session(cookie, {}) is not None  # this process's own connection
+        ready.set()
+        assert frozen.wait(10)
+        started = time.monotonic()
+        try:
+            store.get_session(cookie, {})
+            answers.put("answered")
+        except SessionStoreError as exc:
+            answers.put(f"{time.monotonic() - started:.2f} {exc}")
+    except BaseException as exc:  # reported to the test, which fails on it
+        answers.put(repr(exc))
+
+
+def test_a_forked_worker_is_bounded_too(
+    proxied: Tuple[SQLAlchemyStore, TcpProxy], make_app: Callable[..., TestApp]
+) -> None:
+    store, proxy = proxied
+    app = session_app(make_app, store, proxy)
+    app.get("/login")  # the parent has used the store: its watchdog thread runs here, not in a child
+    context = multiprocessing.get_context("fork")
+    ready, frozen, answers = context.Event(), context.Event(), context.Queue()
+    worker = context.Process(target=_read_in_a_forked_worker, args=(store, cookie_of(app), ready, frozen, answers))
+    worker.start()
+    try:
+        assert ready.wait(20)
+        proxy.freeze()
+        frozen.set()
+        answer = answers.get(timeout=20)
+    finally:
+        worker.join(20)
+    seconds, _, message = answer.partition(" ")
+    assert re.search(rf"could not load a session .*{NO_ANSWER}", message), answer
+    assert float(seconds) <= TIMEOUT + SLACK
 
 
 def test_a_server_that_accepts_connections_but_never_answers(

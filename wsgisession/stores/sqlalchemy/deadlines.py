@@ -48,10 +48,10 @@ class Watchdog:
 
     def arm(self, fileno: int, seconds: float) -> int:
         """Watch the socket ``fileno`` for ``seconds``; return the ticket for :meth:`disarm`."""
-        ticket = next(self._tickets)
-        self._pending[ticket] = (time.monotonic() + seconds, fileno)
         if self._pid != os.getpid():
             self._start()  # first use in this process (a fork does not copy threads)
+        ticket = next(self._tickets)
+        self._pending[ticket] = (time.monotonic() + seconds, fileno)
         if not self._work.is_set():
             self._work.set()
         return ticket
@@ -63,6 +63,14 @@ class Watchdog:
                 return False
             self._fired.discard(ticket)
             return True
+
+    def forget_parent(self) -> None:
+        """In a process just forked: no thread runs here yet, and the parent's statements are not ours."""
+        self._pending = {}
+        self._fired = set()
+        self._mutex = threading.Lock()  # the parent's may have been held by a thread that is gone
+        self._work = threading.Event()
+        self._pid = None
 
     def _start(self) -> None:
         with self._mutex:
@@ -98,3 +106,6 @@ def _shut_down(fileno: int) -> None:
 
 #: The one watchdog of this process.
 WATCHDOG = Watchdog()
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=WATCHDOG.forget_parent)
