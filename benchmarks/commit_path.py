@@ -46,10 +46,13 @@ def _record(visits: int, now: float) -> SessionRecord:
 
 def _timed_atomic(store: Store, id: str, iterations: int, start: int) -> float:
     environ: Dict[str, object] = {}
+    # The record a request loaded: a store's version for compare-and-swap
+    # travels in it, and the store moves it on after each write.
+    base = store.get_session(id, environ)
     total = 0
     for visits in range(start, start + iterations):
         now = time.time()
-        changes = SessionChanges(set={"visits": visits}, refreshed=now, expires=now + _EXPIRE_AFTER)
+        changes = SessionChanges(set={"visits": visits}, refreshed=now, expires=now + _EXPIRE_AFTER, base=base)
         began = time.perf_counter_ns()
         if store.apply_changes(id, changes, environ) is not ChangeOutcome.APPLIED:
             raise RuntimeError(f"{type(store).__name__}.apply_changes lost the benchmark's session")

@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List
 
@@ -19,7 +20,7 @@ from webtest import TestApp
 from wsgisession import SessionLockTimeout, SessionStoreError
 from wsgisession.serialization import loads
 from wsgisession.store import ChangeOutcome, SessionChanges, storage_key
-from wsgisession.stores.sqlalchemy import SQLAlchemyStore, session_table
+from wsgisession.stores.sqlalchemy import RowVersion, SQLAlchemyStore, session_table
 from wsgisession.testing import FakeClock
 
 from .servers import Address, Browser, gunicorn
@@ -44,9 +45,9 @@ def _url(backend: str, tmp_path: Path) -> str:
     return require_service("MariaDB", MYSQL_URL)
 
 
-@pytest.fixture
-def new_store(tmp_path: Path, clock: FakeClock) -> Iterator[StoreFactory]:
-    """``new_store(backend, **options)``: a store on a new table, on the fake clock; dropped afterwards.
+@contextmanager
+def stores_made(tmp_path: Path, clock: FakeClock) -> Iterator[StoreFactory]:
+    """``make(backend, **options)``: a store on a new table, on the fake clock; dropped when the block ends.
 
     With ``given_engine=True`` the store gets an Engine built with SQLAlchemy's
     defaults (transactional, no pragmas) instead of a URL.
@@ -64,14 +65,23 @@ def new_store(tmp_path: Path, clock: FakeClock) -> Iterator[StoreFactory]:
         stores.append(store)
         return store
 
-    yield make
-    for store in stores:
-        try:
-            store.table.drop(store.engine, checkfirst=True)
-        finally:
-            store.close()
-    for engine in engines:
-        engine.dispose()
+    try:
+        yield make
+    finally:
+        for store in stores:
+            try:
+                store.table.drop(store.engine, checkfirst=True)
+            finally:
+                store.close()
+        for engine in engines:
+            engine.dispose()
+
+
+@pytest.fixture
+def new_store(tmp_path: Path, clock: FakeClock) -> Iterator[StoreFactory]:
+    """``new_store(backend, **options)``: see :func:`stores_made`."""
+    with stores_made(tmp_path, clock) as make:
+        yield make
 
 
 class TestEveryBackend(ServerSideSuite):
@@ -109,6 +119,26 @@ def rows(store: SQLAlchemyStore) -> List[Dict[str, Any]]:
 def row_of(store: SQLAlchemyStore, cookie: str) -> Dict[str, Any]:
     (row,) = [row for row in rows(store) if row["id"] == storage_key(cookie)]
     return row
+
+
+@contextmanager
+def statements_run(engine: sa.Engine) -> Iterator[List[str]]:
+    """The SQL of every statement run on ``engine`` in the block, as SQLAlchemy's cursor event sees it."""
+    seen: List[str] = []
+
+    def record(connection: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(" ".join(statement.split()))
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+
+
+def verbs(statements: List[str]) -> List[str]:
+    """The first word of each statement: ``["SELECT", "UPDATE"]``."""
+    return [statement.split(" ", 1)[0].upper() for statement in statements]
 
 
 def reader_of(make_app: Callable[..., TestApp], store: SQLAlchemyStore, cookie: str, **options: Any) -> TestApp:
@@ -180,11 +210,73 @@ def test_a_write_loaded_before_a_refresh_keeps_the_newer_expiry(
     assert "Set-Cookie" in reader_of(make_app, store, cookie, expire_after=DAY).get("/").headers  # ... a refresh ...
     refreshed = row_of(store, cookie)
     # ... and the first request saves a late change, with the expiry it loaded.
-    changes = SessionChanges(set={"late": 1}, refreshed=loaded["refreshed"], expires=loaded["expires"])
+    changes = SessionChanges(set={"late": 1}, refreshed=loaded["refreshed"], expires=loaded["expires"], base=loaded)
     assert store.apply_changes(cookie, changes, environ) is ChangeOutcome.APPLIED
     after = row_of(store, cookie)
     assert (after["refreshed_at"], after["expires_at"]) == (refreshed["refreshed_at"], refreshed["expires_at"])
     assert loads(after["data"])["data"]["late"] == 1
+
+
+def test_the_version_travels_in_the_record_and_nothing_in_environ(
+    backend: str, new_store: StoreFactory, make_app: Callable[..., TestApp]
+) -> None:
+    store = new_store(backend)
+    app = make_app(counter_app, store)
+    app.get("/")
+    cookie = cookie_of(app)
+    environ: Dict[str, Any] = {}
+    record = store.get_session(cookie, environ)
+    assert record is not None
+    assert record["version"] == RowVersion(1, row_of(store, cookie)["data"])
+    first = SessionChanges(set={"xx": 10}, refreshed=record["refreshed"], expires=record["expires"], base=record)
+    with statements_run(store.engine) as run:
+        assert store.apply_changes(cookie, first, environ) is ChangeOutcome.APPLIED
+    assert verbs(run) == ["UPDATE"]  # the compare-and-swap against the version loaded, and nothing else
+    assert record["version"] == RowVersion(2, row_of(store, cookie)["data"])  # the request's copy moved on
+    # The request's next write starts from the version it wrote: one statement again.
+    second = SessionChanges(set={"late": 1}, refreshed=record["refreshed"], expires=record["expires"], base=record)
+    with statements_run(store.engine) as run:
+        assert store.apply_changes(cookie, second, environ) is ChangeOutcome.APPLIED
+    assert verbs(run) == ["UPDATE"]
+    assert environ == {}
+    assert loads(row_of(store, cookie)["data"])["data"] == {"xx": 10, "yy": 1, "late": 1}
+
+
+def test_a_stale_version_costs_a_locked_read_and_loses_nothing(
+    backend: str, new_store: StoreFactory, make_app: Callable[..., TestApp]
+) -> None:
+    store = new_store(backend)
+    app = make_app(counter_app, store)
+    app.get("/")
+    cookie = cookie_of(app)
+    record = store.get_session(cookie, {})
+    assert record is not None
+    app.get("/")  # another request writes: the version loaded above is stale
+    changes = SessionChanges(set={"late": 1}, refreshed=record["refreshed"], expires=record["expires"], base=record)
+    with statements_run(store.engine) as run:
+        assert store.apply_changes(cookie, changes, {}) is ChangeOutcome.APPLIED
+    expected = ["UPDATE", "SELECT", "UPDATE"]  # the swap that lost, then the row read under a lock and written
+    if store.engine.dialect.name == "sqlite":
+        assert verbs(run) == ["UPDATE", "BEGIN", "SELECT", "UPDATE", "COMMIT"]
+    else:
+        assert [verb for verb in verbs(run) if verb not in ("BEGIN", "START", "COMMIT")] == expected
+        assert run[1].split(" ", 1)[0] in ("BEGIN", "START") and run[-1] == "COMMIT"
+        assert "FOR UPDATE" in run[2]
+    assert loads(row_of(store, cookie)["data"])["data"] == {"xx": 5, "yy": 2, "late": 1}
+    assert record["version"] == RowVersion(3, row_of(store, cookie)["data"])
+
+
+@pytest.mark.parametrize("url", ["mssql+pyodbc://user:secret@dsn", "oracle+oracledb://user:secret@db.internal/service"])
+def test_a_database_other_than_the_three_is_refused_at_construction(url: str) -> None:
+    import sqlite3
+
+    with pytest.raises(ValueError, match="supports SQLite, PostgreSQL and MariaDB/MySQL, not '(mssql|oracle)'"):
+        SQLAlchemyStore(url)
+    if url.startswith("mssql"):
+        # An Engine is checked the same way (sqlite3 stands in for the driver: nothing connects).
+        engine = sa.create_engine(url, module=sqlite3)
+        with pytest.raises(ValueError, match="supports SQLite, PostgreSQL and MariaDB/MySQL, not 'mssql'"):
+            SQLAlchemyStore(engine)
 
 
 def test_an_update_never_recreates_a_deleted_row(
@@ -358,47 +450,6 @@ def test_an_unopenable_sqlite_file_raises_session_store_error(tmp_path: Path, ma
     store.close()
 
 
-def _backend_id(store: SQLAlchemyStore) -> int:
-    query = "SELECT pg_backend_pid()" if store.engine.dialect.name == "postgresql" else "SELECT CONNECTION_ID()"
-    with store.engine.connect() as connection:
-        return int(connection.execute(sa.text(query)).scalar_one())
-
-
-def _drop_pooled_connection(store: SQLAlchemyStore) -> int:
-    """Have the server end the one connection in the store's pool, as a restart would; return its id."""
-    pooled = _backend_id(store)
-    admin = sa.create_engine(store.engine.url, poolclass=sa.pool.NullPool)
-    kill = "SELECT pg_terminate_backend(:id)" if store.engine.dialect.name == "postgresql" else "KILL :id"
-    with admin.begin() as connection:
-        connection.execute(sa.text(kill), {"id": pooled})
-    admin.dispose()
-    return pooled
-
-
-def test_a_connection_the_server_dropped_is_replaced_before_use(
-    server: str, new_store: StoreFactory, make_app: Callable[..., TestApp]
-) -> None:
-    store = new_store(server)
-    app = make_app(counter_app, store)
-    app.get("/")
-    dropped = _drop_pooled_connection(store)
-    assert app.get("/").json == {"xx": 5, "yy": 2}  # pool_pre_ping noticed
-    assert _backend_id(store) != dropped
-
-
-def test_without_pre_ping_a_dropped_connection_fails_one_request(
-    server: str, new_store: StoreFactory, make_app: Callable[..., TestApp], caplog: pytest.LogCaptureFixture
-) -> None:
-    store = new_store(server, engine_options={"pool_pre_ping": False})
-    app = make_app(counter_app, store)
-    app.get("/")
-    _drop_pooled_connection(store)
-    with pytest.raises(SessionStoreError, match="could not load a session"):
-        app.get("/")
-    assert app.get("/").json == {"xx": 5, "yy": 2}  # the broken connection was thrown away
-    assert "Exception during reset" not in caplog.text  # ... by the store, before the pool tried a rollback
-
-
 # -- engines and tables ----------------------------------------------------------------------
 
 
@@ -435,8 +486,20 @@ def test_sqlite_files_use_wal_and_wait_for_other_writers(tmp_path: Path, make_ap
             name: connection.exec_driver_sql(f"PRAGMA {name}").scalar()
             for name in ("journal_mode", "synchronous", "busy_timeout")
         }
-    assert pragma == {"journal_mode": "wal", "synchronous": 1, "busy_timeout": 5000}  # 1 is NORMAL
+    assert pragma == {"journal_mode": "wal", "synchronous": 1, "busy_timeout": 2000}  # 1 is NORMAL; the timeout
     store.close()
+
+
+def test_postgresql_commits_without_waiting_for_the_disk_when_asked(
+    new_store: StoreFactory, make_app: Callable[..., TestApp]
+) -> None:
+    # The README's line for PostgreSQL: the setting reaches the store's connections.
+    store = new_store("postgresql", engine_options={"connect_args": {"options": "-c synchronous_commit=off"}})
+    app = make_app(counter_app, store)
+    app.get("/")
+    assert app.get("/").json == {"xx": 5, "yy": 2}
+    with store.engine.connect() as connection:
+        assert connection.exec_driver_sql("SHOW synchronous_commit").scalar() == "off"
 
 
 # -- several processes: gunicorn ----------------------------------------------------------------
