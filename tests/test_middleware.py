@@ -511,3 +511,27 @@ def test_the_server_gets_its_start_response_call_before_the_first_chunk() -> Non
     events = server({"REQUEST_METHOD": "GET", "PATH_INFO": "/", "wsgi.url_scheme": "http"})
     assert events == [("start_response", "200 OK", ["Content-Type", "Set-Cookie", "Vary"]), ("chunk", b"body")]
     assert calls == ["app started the response"]
+
+
+def test_a_malformed_stored_value_fails_loudly_when_its_key_is_read(clock: Any) -> None:
+    store = MemoryStore(clock=clock)
+    session_id = "B" * 43
+    record = {
+        "data": {"fine": [1, 2], "broken": {"$t": "no such tag", "$v": 1}},
+        "flash": [],
+        "created": clock(),
+        "refreshed": clock(),
+        "expires": None,
+    }
+    store.create_session(record, session_id, {})  # type: ignore[arg-type]
+
+    def app(environ: Dict[str, Any], start_response: Callable[..., Any]) -> List[bytes]:
+        value = get_session(environ).get(environ["PATH_INFO"].strip("/"))
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [json.dumps(value).encode()]
+
+    client = browser(SessionMiddleware(app, store, clock=clock))
+    client.set_cookie("session", session_id)
+    assert client.get("/fine").json == [1, 2]  # values are decoded when read
+    with pytest.raises(SessionStoreError, match="session key 'broken' is malformed"):
+        client.get("/broken")
