@@ -1,0 +1,456 @@
+"""RedisStore: sessions in Redis, shared by every app server, expired by Redis itself.
+
+Each session is one Redis hash, named by the SHA-256 digest of its id under a
+prefix: ``<prefix>{<digest>}``.  The braces are a cluster hash tag, so the hash
+and the keys of its request lock (``<prefix>{<digest>}:lock...``) always live in
+one slot.  Fields of the hash:
+
+* ``d:<key>``: the JSON of one ordinary session value;
+* ``f:<key>``: the JSON of one flash value;
+* ``m:created``, ``m:refreshed``, ``m:expires``: the record's times;
+* ``m:gen``: how many times the session was cleared (absent: never);
+* ``m:persistent``: ``1`` or ``0``, the session's persistence flag;
+* ``m:record``: the whole record as one JSON text, written by every change.
+
+A value per field is what lets a request write only the keys it changed: each
+commit runs one Lua script that applies the request's changes to the current
+hash, or does nothing when the hash is gone or was cleared since the request
+loaded it (a logout won), deletes a hash left without data, and writes
+``m:record`` again.  ``m:record`` is what a load reads: one field, parsed by
+one ``json.loads``, instead of a reply of two strings per field.  Hashes
+written before it existed (0.1.0) have none; the load script builds the text
+from their fields.  The hash's Redis TTL follows the record's expiry plus a
+small grace.
+
+The other modules of this package: :mod:`.clients` (clients built from URLs,
+with bounded waits), :mod:`.lock` (the request lock, a queue),
+:mod:`.lua` (running scripts by their SHA).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from typing import Callable, List, Optional, Union
+
+try:
+    from redis.exceptions import RedisError
+except ImportError as exc:  # pragma: no cover - depends on the installation
+    raise ImportError(
+        "wsgisession.stores.redis needs redis-py; install it with: pip install 'wsgisession[redis]'"
+    ) from exc
+
+from ...errors import SessionStoreError
+from ...serialization import dumps
+from ...store import ChangeOutcome, SessionChanges, SessionLock, SessionRecord, Store, WSGIEnviron, storage_key
+from .clients import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_SOCKET_TIMEOUT,
+    SCHEMES,
+    RedisClient,
+    client_from_url,
+    wait_limits,
+)
+from .lock import LONGEST_WAIT, RequestLocks
+from .lua import LuaScript
+
+__all__ = ["RedisStore", "RedisClient", "SCHEMES", "DEFAULT_SOCKET_TIMEOUT", "DEFAULT_CONNECT_TIMEOUT"]
+
+log = logging.getLogger("wsgisession")
+
+_DATA = "d:"
+_FLASH = "f:"
+_CREATED = "m:created"
+_REFRESHED = "m:refreshed"
+_EXPIRES = "m:expires"
+_GENERATION = "m:gen"
+_PERSISTENT = "m:persistent"
+_RECORD = "m:record"
+
+# Shared by the scripts.  unpack() is bounded by Lua's stack, so long argument
+# lists go to HSET / HDEL in chunks; an even chunk size keeps HSET's pairs whole.
+#
+# record_text(key) answers the hash at `key` as the JSON text get_session
+# parses: [created, refreshed, expires, generation, persistent, {key: value,
+# ...}, [flash key, ...]] (null for a missing or empty time or flag), and as a
+# second value whether the hash holds any session value; false for no hash.
+# Field values are JSON texts already; a key is quoted here, through cjson
+# only when it holds a quote, a backslash or a control character.
+_HELPERS = r"""
+local function in_chunks(command, key, items, first, last)
+  for start = first, last, 1000 do
+    redis.call(command, key, unpack(items, start, math.min(start + 999, last)))
+  end
+end
+local function set_ttl(key, milliseconds)
+  if milliseconds == '' then
+    redis.call('PERSIST', key)
+  else
+    redis.call('PEXPIRE', key, milliseconds)
+  end
+end
+local function record_text(key)
+  local fields = redis.call('HGETALL', key)
+  if #fields == 0 then
+    return false, false
+  end
+  local meta, data, flash = {}, {}, {}
+  for index = 1, #fields, 2 do
+    local field = fields[index]
+    local kind = string.sub(field, 1, 2)
+    if kind == 'd:' or kind == 'f:' then
+      local name = string.sub(field, 3)
+      if string.find(name, '[%c"\\]') then
+        name = cjson.encode(name)
+      else
+        name = '"' .. name .. '"'
+      end
+      data[#data + 1] = name .. ':' .. fields[index + 1]
+      if kind == 'f:' then
+        flash[#flash + 1] = name
+      end
+    else
+      meta[field] = fields[index + 1]
+    end
+  end
+  local times = {}
+  for position, field in ipairs({'m:created', 'm:refreshed', 'm:expires', 'm:gen', 'm:persistent'}) do
+    local value = meta[field]
+    if value == nil or value == '' then
+      value = 'null'
+    end
+    times[position] = value
+  end
+  local text = '[' .. table.concat(times, ',') .. ',{' .. table.concat(data, ',') .. '},['
+    .. table.concat(flash, ',') .. ']]'
+  return text, #data > 0
+end
+"""
+
+# KEYS[1] the hash.  Answers the record's text built from the fields of a
+# hash written without it (by 0.1.0), or nil when there is no hash.
+_BUILD_RECORD = LuaScript(_HELPERS + "return (record_text(KEYS[1]))")
+
+# KEYS[1] the hash; ARGV[1] TTL in ms ('' for none); ARGV[2] '1' to require
+# that the hash exists; ARGV[3..] field, value pairs of the whole record.
+_WRITE_RECORD = LuaScript(
+    _HELPERS
+    + r"""
+if ARGV[2] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+redis.call('DEL', KEYS[1])
+in_chunks('HSET', KEYS[1], ARGV, 3, #ARGV)
+redis.call('HSET', KEYS[1], 'm:record', (record_text(KEYS[1])))
+set_ttl(KEYS[1], ARGV[1])
+return 1
+"""
+)
+
+# KEYS[1] the hash.  ARGV[1] TTL in ms ('' for none); ARGV[2] '1' when the
+# request cleared the session; ARGV[3] the generation the request loaded;
+# ARGV[4] and ARGV[5] the new refresh time and expiry, written only when not
+# older than the stored ones; ARGV[6] the persistence flag ('' unchanged);
+# ARGV[7] how many fields to delete, then those fields; then how many flash
+# values to give back, then key, value pairs of them; then field, value pairs
+# to set.  Answers 0 (gone, another generation, or not a session's hash), 1
+# (applied) or 2 (no data left: the hash was deleted).
+_APPLY_CHANGES = LuaScript(
+    _HELPERS
+    + r"""
+local stored = redis.call('HMGET', KEYS[1], 'm:created', 'm:gen', 'm:refreshed')
+if not stored[1] or (stored[2] or '0') ~= ARGV[3] then
+  return 0
+end
+if ARGV[2] == '1' then
+  local data = {}
+  for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+    if string.sub(field, 1, 2) ~= 'm:' then
+      data[#data + 1] = field
+    end
+  end
+  in_chunks('HDEL', KEYS[1], data, 1, #data)
+  redis.call('HSET', KEYS[1], 'm:gen', tostring(tonumber(stored[2] or '0') + 1))
+end
+local deleted = tonumber(ARGV[7])
+in_chunks('HDEL', KEYS[1], ARGV, 8, 7 + deleted)
+local at = 8 + deleted
+local restored = tonumber(ARGV[at])
+for index = at + 1, at + 2 * restored, 2 do
+  local key = ARGV[index]
+  if redis.call('HEXISTS', KEYS[1], 'd:' .. key) == 0 and redis.call('HEXISTS', KEYS[1], 'f:' .. key) == 0 then
+    redis.call('HSET', KEYS[1], 'f:' .. key, ARGV[index + 1])
+  end
+end
+in_chunks('HSET', KEYS[1], ARGV, at + 1 + 2 * restored, #ARGV)
+local meta = {}
+if ARGV[6] ~= '' then
+  meta = {'m:persistent', ARGV[6]}
+end
+if tonumber(ARGV[4]) >= tonumber(stored[3] or '0') then
+  meta[#meta + 1] = 'm:refreshed'
+  meta[#meta + 1] = ARGV[4]
+  meta[#meta + 1] = 'm:expires'
+  meta[#meta + 1] = ARGV[5]
+  set_ttl(KEYS[1], ARGV[1])
+end
+if #meta > 0 then
+  redis.call('HSET', KEYS[1], unpack(meta))
+end
+local text, has_data = record_text(KEYS[1])
+if not has_data then
+  redis.call('DEL', KEYS[1])
+  return 2
+end
+redis.call('HSET', KEYS[1], 'm:record', text)
+return 1
+"""
+)
+
+# KEYS[1] the hash; ARGV[1] the flash value's field.  Answers 1 when this call
+# removed it: HDEL answers 1 to exactly one of concurrent callers.
+_CONSUME_FLASH = LuaScript(
+    _HELPERS
+    + r"""
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'm:record', (record_text(KEYS[1])))
+return 1
+"""
+)
+
+_OUTCOMES = {0: ChangeOutcome.GONE, 1: ChangeOutcome.APPLIED, 2: ChangeOutcome.EMPTIED}
+
+_loads = json.loads
+
+
+class RedisStore(Store):
+    """A store in Redis: one hash per session, changes applied atomically by Lua scripts.
+
+    ``client_or_url`` is a URL (``redis://``, ``rediss://``, ``unix://``,
+    ``redis+sentinel://``, ``redis+cluster://``: see
+    :mod:`wsgisession.stores.redis.clients`), whose client waits a bounded
+    time for every reply, or a redis-py client (plain, Sentinel master,
+    cluster) used with its own settings.  Records expire through Redis TTLs
+    set to their expiry (by ``clock``, which must match the middleware's)
+    plus ``grace`` seconds; request locks expire after ``lock_expire_after``
+    seconds.
+    """
+
+    can_lock = True
+
+    def __init__(
+        self,
+        client_or_url: Union[str, RedisClient],
+        *,
+        prefix: str = "wsgisession:",
+        clock: Callable[[], float] = time.time,
+        grace: float = 10.0,
+        lock_expire_after: float = 30.0,
+    ) -> None:
+        if "{" in prefix or "}" in prefix:
+            raise ValueError("prefix must not contain braces: they would replace the per-session hash tag")
+        if not grace >= 0:
+            raise ValueError("grace must be zero or a positive number of seconds")
+        if not lock_expire_after > 0:
+            raise ValueError("lock_expire_after must be a positive number of seconds")
+        client: RedisClient
+        if isinstance(client_or_url, str):
+            client = client_from_url(client_or_url)
+        else:
+            client = client_or_url
+        self._owns_client = isinstance(client_or_url, str)
+        self.client = client
+        self.prefix = prefix
+        self.grace = float(grace)
+        self.lock_expire_after = float(lock_expire_after)
+        self._clock = clock
+        limits = wait_limits(client)
+        if limits is not None and None in limits:
+            log.warning(
+                "RedisStore: the Redis client has no %s, so a Redis server that stops answering "
+                "holds requests without limit; set socket_timeout and socket_connect_timeout on it",
+                " and no ".join(
+                    name for name, limit in zip(("socket_timeout", "socket_connect_timeout"), limits) if limit is None
+                ),
+            )
+        reply_timeout = limits[0] if limits is not None else None
+        # A waiter for the request lock blocks in Redis; the client must not
+        # give up on the reply first.
+        longest_wait = LONGEST_WAIT if reply_timeout is None else min(LONGEST_WAIT, reply_timeout / 2)
+        self._locks = RequestLocks(client, hold_for=self.lock_expire_after, longest_wait=longest_wait)
+
+    # -- names and encodings ---------------------------------------------------
+
+    def hash_key(self, id: str) -> str:
+        """The Redis key of the session's hash; the raw id never reaches Redis."""
+        return f"{self.prefix}{{{storage_key(id)}}}"
+
+    def lock_key(self, id: str) -> str:
+        """The Redis key of the session's request lock, in the same cluster slot as its hash."""
+        return self.hash_key(id) + ":lock"
+
+    def _ttl_milliseconds(self, expires: Optional[float]) -> str:
+        # A duration, not an absolute time: the record's expiry is on the
+        # store's clock (which a test may fake), Redis counts in real time.
+        if expires is None:
+            return ""
+        remaining = max(0.0, expires - self._clock()) + self.grace
+        return str(max(1, math.ceil(remaining * 1000)))
+
+    @staticmethod
+    def _record_fields(record: SessionRecord) -> List[str]:
+        flash = set(record["flash"])
+        expires = record["expires"]
+        fields = [
+            _CREATED,
+            repr(float(record["created"])),
+            _REFRESHED,
+            repr(float(record["refreshed"])),
+            _EXPIRES,
+            "" if expires is None else repr(float(expires)),
+        ]
+        if record.get("generation"):
+            fields += [_GENERATION, str(record["generation"])]
+        if "persistent" in record:
+            fields += [_PERSISTENT, "1" if record["persistent"] else "0"]
+        for key, value in record["data"].items():
+            fields += [(_FLASH if key in flash else _DATA) + key, dumps(value)]
+        return fields
+
+    def _failure(self, action: str, exc: RedisError) -> SessionStoreError:
+        return SessionStoreError(f"RedisStore could not {action}: {type(exc).__name__}: {exc}")
+
+    # -- the four basic methods ------------------------------------------------
+
+    def get_session(self, id: str, environ: WSGIEnviron) -> Optional[SessionRecord]:
+        """Read the session's record: one ``HGET`` of ``m:record``; None when Redis has no such hash.
+
+        A missing field means no session, or a hash written by 0.1.0: a second
+        call builds the record from the hash's fields, if there is one.
+        """
+        key = self.hash_key(id)
+        try:
+            text = self.client.execute_command("HGET", key, _RECORD)  # type: ignore[no-untyped-call]
+            if text is None:
+                text = _BUILD_RECORD(self.client, [key])
+        except RedisError as exc:
+            raise self._failure("load the session", exc) from exc
+        # A record past its expiry but inside the grace is still returned: the
+        # middleware sees it is dead and deletes it.
+        return None if text is None else _parse_record(text)
+
+    def create_session(self, data: SessionRecord, id: str, environ: WSGIEnviron) -> None:
+        """Write the whole record and its TTL in one script, so no half-written hash is ever seen."""
+        args = [self._ttl_milliseconds(data["expires"]), "0", *self._record_fields(data)]
+        try:
+            _WRITE_RECORD(self.client, [self.hash_key(id)], args)
+        except RedisError as exc:
+            raise self._failure("create the session", exc) from exc
+
+    def persist_session(self, data: SessionRecord, id: str, environ: WSGIEnviron) -> None:
+        """Replace the record, but only while it exists: a deleted session stays deleted."""
+        args = [self._ttl_milliseconds(data["expires"]), "1", *self._record_fields(data)]
+        try:
+            _WRITE_RECORD(self.client, [self.hash_key(id)], args)
+        except RedisError as exc:
+            raise self._failure("save the session", exc) from exc
+
+    def delete_session(self, id: str, environ: WSGIEnviron) -> None:
+        """Delete the session's hash and its lock key; a missing one is not an error."""
+        try:
+            self.client.delete(self.hash_key(id), self.lock_key(id))
+        except RedisError as exc:
+            raise self._failure("delete the session", exc) from exc
+
+    # -- atomic versions of the optional methods -----------------------------------
+
+    def apply_changes(self, id: str, changes: SessionChanges, environ: WSGIEnviron) -> ChangeOutcome:
+        """Apply one request's changes to the current hash in one script."""
+        to_delete: List[str] = []
+        to_set: List[str] = []
+        for key in changes.deleted:
+            to_delete += [_DATA + key, _FLASH + key]
+        flash = changes.flash
+        for key, value in changes.set.items():
+            # A key is stored under one prefix only: drop the other one.
+            if key in flash:
+                to_delete.append(_DATA + key)
+                to_set += [_FLASH + key, dumps(value)]
+            else:
+                to_delete.append(_FLASH + key)
+                to_set += [_DATA + key, dumps(value)]
+        restore: List[str] = []
+        for key, value in changes.restore.items():
+            restore += [key, dumps(value)]
+        persistent = changes.persistent
+        expires = changes.expires
+        args = [
+            self._ttl_milliseconds(expires),
+            "1" if changes.cleared else "0",
+            str(changes.generation),
+            repr(float(changes.refreshed)),
+            "" if expires is None else repr(float(expires)),
+            "" if persistent is None else ("1" if persistent else "0"),
+            str(len(to_delete)),
+            *to_delete,
+            str(len(restore) // 2),
+            *restore,
+            *to_set,
+        ]
+        try:
+            applied = _APPLY_CHANGES(self.client, [self.hash_key(id)], args)
+        except RedisError as exc:
+            raise self._failure("save the session", exc) from exc
+        return _OUTCOMES[int(applied)]
+
+    def consume_flash(self, id: str, key: str, environ: WSGIEnviron) -> bool:
+        """Delete flash value ``key``; True for exactly one of concurrent callers."""
+        try:
+            removed = _CONSUME_FLASH(self.client, [self.hash_key(id)], [_FLASH + key])
+        except RedisError as exc:
+            raise self._failure("consume a flash value", exc) from exc
+        return int(removed) == 1
+
+    def lock_session(self, id: str, timeout: float, environ: WSGIEnviron) -> SessionLock:
+        """Wait in line for the session's request lock, at most ``timeout`` seconds (see :mod:`.lock`).
+
+        Raises ``SessionLockTimeout`` when the requests before this one hold it
+        all along; a held lock expires after ``lock_expire_after``.
+        """
+        try:
+            return self._locks.take(self.lock_key(id), timeout)
+        except RedisError as exc:
+            raise self._failure("lock the session", exc) from exc
+
+    def cleanup(self) -> int:
+        """Return 0: Redis deletes expired sessions and locks itself, through their TTLs."""
+        return 0
+
+    def close(self) -> None:
+        """Close the client if this store built it from a URL; a client passed in stays open."""
+        if self._owns_client:
+            self.client.close()
+
+
+def _parse_record(text: Union[bytes, str]) -> SessionRecord:
+    # The text the scripts build (record_text): one json.loads for the whole record.
+    try:
+        created, refreshed, expires, generation, persistent, data, flash = _loads(text)
+        record: SessionRecord = {
+            "data": data,
+            "flash": flash,
+            "created": float(created),
+            "refreshed": float(refreshed),
+            "expires": None if expires is None else float(expires),
+        }
+    except (TypeError, ValueError) as exc:  # missing times, bad JSON or UTF-8, another shape
+        raise SessionStoreError(f"RedisStore found a malformed session hash: {exc!r}") from exc
+    if generation is not None:
+        record["generation"] = int(generation)
+    if persistent is not None:
+        record["persistent"] = persistent == 1
+    return record
