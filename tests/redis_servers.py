@@ -283,7 +283,9 @@ def redis_sentinel(replicas: int = 1, sentinels: int = 3) -> Iterator[SentinelSe
     quorum = sentinels // 2 + 1
     with tempfile.TemporaryDirectory(prefix="wsgisession-sentinel-") as root, ExitStack() as stack:
         base = Path(root)
-        primary = _start(binary, "primary", base / "primary", _free_port(), [], stack)
+        # No delay before a full sync (Redis waits 5 s for more replicas by default).
+        options = ["--repl-diskless-sync-delay", "0"]
+        primary = _start(binary, "primary", base / "primary", _free_port(), options, stack)
         _wait_until(_answers(primary), f"{primary} answering", [primary], STARTUP_TIMEOUT)
         copies = [
             _start(
@@ -291,7 +293,7 @@ def redis_sentinel(replicas: int = 1, sentinels: int = 3) -> Iterator[SentinelSe
                 f"replica {index}",
                 base / f"replica{index}",
                 _free_port(),
-                ["--replicaof", HOST, str(primary.port)],
+                [*options, "--replicaof", HOST, str(primary.port)],
                 stack,
             )
             for index in range(replicas)
@@ -305,23 +307,30 @@ def redis_sentinel(replicas: int = 1, sentinels: int = 3) -> Iterator[SentinelSe
             return True
 
         _wait_until(in_sync, "the replicas in sync", [primary, *copies], STARTUP_TIMEOUT)
+        # Each Sentinel is told the others and the replicas up front, as it
+        # would write them into its own file, instead of finding them over
+        # the next seconds.
+        ports = [_free_port() for _ in range(sentinels)]
+        ids = [f"{index + 1:040x}" for index in range(sentinels)]
         watchers = []
-        for index in range(sentinels):
-            config = (
-                f"sentinel monitor {SERVICE} {HOST} {primary.port} {quorum}\n"
-                f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MILLISECONDS}\n"
-                f"sentinel failover-timeout {SERVICE} 10000\n"
-                f"sentinel parallel-syncs {SERVICE} 1\n"
-            )
+        for index, port in enumerate(ports):
+            lines = [
+                f"sentinel myid {ids[index]}",
+                f"sentinel monitor {SERVICE} {HOST} {primary.port} {quorum}",
+                f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MILLISECONDS}",
+                f"sentinel failover-timeout {SERVICE} 10000",
+                f"sentinel parallel-syncs {SERVICE} 1",
+                *(f"sentinel known-replica {SERVICE} {HOST} {replica.port}" for replica in copies),
+                *(
+                    f"sentinel known-sentinel {SERVICE} {HOST} {other_port} {other_id}"
+                    for other_port, other_id in zip(ports, ids)
+                    if other_port != port
+                ),
+            ]
+            directory = base / f"sentinel{index}"
             watchers.append(
                 _start(
-                    binary,
-                    f"sentinel {index}",
-                    base / f"sentinel{index}",
-                    _free_port(),
-                    ["--sentinel"],
-                    stack,
-                    config=config,
+                    binary, f"sentinel {index}", directory, port, ["--sentinel"], stack, config="\n".join(lines) + "\n"
                 )
             )
 

@@ -19,9 +19,10 @@ the URL are Redis's.
 
 A client built here waits at most :data:`DEFAULT_SOCKET_TIMEOUT` seconds for a
 reply and :data:`DEFAULT_CONNECT_TIMEOUT` for a connection unless the URL
-says otherwise, and retries a command once, only after a dropped connection
-(never after a timeout, which would double the wait).  redis-py's own defaults
-wait without limit (before 6.0) or retry a timed-out command several times.
+says otherwise, and tries a command at most twice: a call returns or fails
+within about twice the longer of the two (on a Sentinel URL, plus the time to
+ask the Sentinels where the primary is, bounded alike).  redis-py's own
+defaults wait without limit (before redis-py 6) or retry ten times.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.connection import parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
@@ -74,13 +76,13 @@ def _bounded(options: Dict[str, Any]) -> Dict[str, Any]:
     return bounded
 
 
-def _retry_once_after_a_dropped_connection() -> Dict[str, Any]:
-    # redis-py 6 and later use the Retry as given; earlier versions retry only
-    # when retry_on_error names an error.
-    return {
-        "retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-        "retry_on_error": [RedisConnectionError],
-    }
+def _retry_once() -> Dict[str, Any]:
+    # One retry, on a new connection, after a dropped connection or a
+    # timeout.  A failed connection is always closed before the retry: a
+    # connection that timed out and went back to the pool would hand its late
+    # reply to the next command.  redis-py 6 and later use the Retry as
+    # given; earlier versions retry only the errors in retry_on_error.
+    return {"retry": Retry(NoBackoff(), 1), "retry_on_error": [RedisConnectionError, RedisTimeoutError]}
 
 
 def client_from_url(url: str) -> RedisClient:
@@ -91,7 +93,7 @@ def client_from_url(url: str) -> RedisClient:
     scheme = url.partition("://")[0].lower()
     if scheme in ("redis", "rediss", "unix"):
         # redis-py applies the URL's query options over these keyword arguments.
-        return redis.Redis.from_url(url, **_bounded({}), **_retry_once_after_a_dropped_connection())
+        return redis.Redis.from_url(url, **_bounded({}), **_retry_once())
     if scheme in ("redis+sentinel", "rediss+sentinel"):
         return _sentinel_primary(url, tls=scheme.startswith("rediss"))
     if scheme in ("redis+cluster", "rediss+cluster"):
@@ -150,7 +152,7 @@ def _sentinel_primary(url: str, *, tls: bool) -> redis.Redis:
     # Asking a Sentinel is not retried: the next Sentinel in the list is asked instead.
     sentinel_kwargs["retry"] = Retry(NoBackoff(), 0)
     sentinel = Sentinel(sentinels, sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
-    primary: redis.Redis = sentinel.master_for(service, **options, **_retry_once_after_a_dropped_connection())  # type: ignore[no-untyped-call]
+    primary: redis.Redis = sentinel.master_for(service, **options, **_retry_once())  # type: ignore[no-untyped-call]
     return primary
 
 
