@@ -9,9 +9,11 @@ client's timeouts.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List
 
 import pytest
@@ -25,7 +27,7 @@ from wsgisession.stores.redis import RedisStore
 from wsgisession.testing import FakeClock
 
 from .redis_servers import ClusterSetup, redis_cluster
-from .servers import Browser, gunicorn
+from .servers import REPO, Browser, free_port, gunicorn, serving
 from .store_suite import ServerSideSuite, clone, cookie_of
 from .support import counter_app
 
@@ -68,6 +70,15 @@ def test_store_from_url_builds_a_cluster_client(cluster: ClusterSetup, make_app:
     app = make_app(counter_app, store)
     assert [app.get("/").json["yy"] for _ in range(3)] == [1, 2, 3]
     store.close()
+
+
+def test_the_counter_demo_runs_on_a_cluster_url(cluster: ClusterSetup, tmp_path: Path) -> None:
+    port = free_port()
+    command = [sys.executable, str(REPO / "examples" / "counter.py"), "--store", "redis", "--url", cluster.url]
+    with serving([*command, "--port", str(port)], port, cwd=tmp_path, startup_timeout=20, stop_timeout=10) as address:
+        client = Browser(address, timeout=10)
+        assert [client.get_json("/testsession")["yy"] for _ in range(3)] == [1, 2, 3]
+        client.close()
 
 
 def test_a_sessions_keys_share_a_slot_and_sessions_spread_over_every_node(

@@ -149,22 +149,26 @@ return 1
 """
 )
 
-# KEYS[1] the hash.  ARGV[1] TTL in ms ('' for none); ARGV[2] '1' when the
-# request cleared the session; ARGV[3] the generation the request loaded;
-# ARGV[4] and ARGV[5] the new refresh time and expiry, written only when not
-# older than the stored ones; ARGV[6] the persistence flag ('' unchanged);
-# ARGV[7] how many fields to delete, then those fields; then how many flash
-# values to give back, then key, value pairs of them; then field, value pairs
-# to set.  Answers 0 (gone, another generation, or not a session's hash), 1
+# KEYS[1] the hash.  ARGV[1] is the request's header, eight words: the TTL in
+# ms ('-' for none); '1' when the request cleared the session; the generation
+# it loaded; the new refresh time and expiry ('-' for none), written only
+# when not older than the stored ones; the persistence flag ('-' unchanged);
+# how many fields to delete; how many flash values to give back.  Then come
+# the fields to delete, the key, value pairs of the flash values to give
+# back, and the field, value pairs to set.  (One header instead of eight
+# arguments: each argument costs the client and the server more than its
+# bytes.)  Answers 0 (gone, another generation, or not a session's hash), 1
 # (applied) or 2 (no data left: the hash was deleted).
 _APPLY_CHANGES = LuaScript(
     _HELPERS
     + r"""
-local stored = redis.call('HMGET', KEYS[1], 'm:created', 'm:gen', 'm:refreshed')
-if not stored[1] or (stored[2] or '0') ~= ARGV[3] then
+local ttl, cleared, generation, refreshed, expires, persistent, deleted, restored =
+  string.match(ARGV[1], '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%d+) (%d+)$')
+local stored = redis.call('HMGET', KEYS[1], 'm:created', 'm:gen', 'm:refreshed', 'm:expires')
+if not stored[1] or (stored[2] or '0') ~= generation then
   return 0
 end
-if ARGV[2] == '1' then
+if cleared == '1' then
   local data = {}
   for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
     if string.sub(field, 1, 2) ~= 'm:' then
@@ -172,29 +176,32 @@ if ARGV[2] == '1' then
     end
   end
   in_chunks('HDEL', KEYS[1], data, 1, #data)
-  redis.call('HSET', KEYS[1], 'm:gen', tostring(tonumber(stored[2] or '0') + 1))
+  redis.call('HSET', KEYS[1], 'm:gen', tostring(tonumber(generation) + 1))
 end
-local deleted = tonumber(ARGV[7])
-in_chunks('HDEL', KEYS[1], ARGV, 8, 7 + deleted)
-local at = 8 + deleted
-local restored = tonumber(ARGV[at])
-for index = at + 1, at + 2 * restored, 2 do
+deleted = tonumber(deleted)
+in_chunks('HDEL', KEYS[1], ARGV, 2, 1 + deleted)
+local at = 2 + deleted
+for index = at, at + 2 * tonumber(restored) - 1, 2 do
   local key = ARGV[index]
   if redis.call('HEXISTS', KEYS[1], 'd:' .. key) == 0 and redis.call('HEXISTS', KEYS[1], 'f:' .. key) == 0 then
     redis.call('HSET', KEYS[1], 'f:' .. key, ARGV[index + 1])
   end
 end
-in_chunks('HSET', KEYS[1], ARGV, at + 1 + 2 * restored, #ARGV)
+in_chunks('HSET', KEYS[1], ARGV, at + 2 * tonumber(restored), #ARGV)
 local meta = {}
-if ARGV[6] ~= '' then
-  meta = {'m:persistent', ARGV[6]}
+if persistent ~= '-' then
+  meta = {'m:persistent', persistent}
 end
-if tonumber(ARGV[4]) >= tonumber(stored[3] or '0') then
+if expires == '-' then
+  expires = ''
+end
+-- The times move only forward, and are written only when they change.
+if (refreshed ~= stored[3] or expires ~= stored[4]) and tonumber(refreshed) >= tonumber(stored[3] or '0') then
   meta[#meta + 1] = 'm:refreshed'
-  meta[#meta + 1] = ARGV[4]
+  meta[#meta + 1] = refreshed
   meta[#meta + 1] = 'm:expires'
-  meta[#meta + 1] = ARGV[5]
-  set_ttl(KEYS[1], ARGV[1])
+  meta[#meta + 1] = expires
+  set_ttl(KEYS[1], ttl == '-' and '' or ttl)
 end
 if #meta > 0 then
   redis.call('HSET', KEYS[1], unpack(meta))
@@ -388,19 +395,19 @@ class RedisStore(Store):
             restore += [key, dumps(value)]
         persistent = changes.persistent
         expires = changes.expires
-        args = [
-            self._ttl_milliseconds(expires),
-            "1" if changes.cleared else "0",
-            str(changes.generation),
-            repr(float(changes.refreshed)),
-            "" if expires is None else repr(float(expires)),
-            "" if persistent is None else ("1" if persistent else "0"),
-            str(len(to_delete)),
-            *to_delete,
-            str(len(restore) // 2),
-            *restore,
-            *to_set,
-        ]
+        header = " ".join(
+            (
+                self._ttl_milliseconds(expires) or "-",
+                "1" if changes.cleared else "0",
+                str(changes.generation),
+                repr(float(changes.refreshed)),
+                "-" if expires is None else repr(float(expires)),
+                "-" if persistent is None else ("1" if persistent else "0"),
+                str(len(to_delete)),
+                str(len(restore) // 2),
+            )
+        )
+        args = [header, *to_delete, *restore, *to_set]
         try:
             applied = _APPLY_CHANGES(self.client, [self.hash_key(id)], args)
         except RedisError as exc:
