@@ -22,7 +22,8 @@ reply and :data:`DEFAULT_CONNECT_TIMEOUT` for a connection unless the URL
 says otherwise, and tries a command at most twice: a call returns or fails
 within about twice the longer of the two (on a Sentinel URL, plus the time to
 ask the Sentinels where the primary is, bounded alike).  redis-py's own
-defaults wait without limit (before redis-py 6) or retry ten times.
+defaults wait without limit (older versions) or retry a failed call several
+times (newer ones).
 """
 
 from __future__ import annotations
@@ -80,8 +81,8 @@ def _retry_once() -> Dict[str, Any]:
     # One retry, on a new connection, after a dropped connection or a
     # timeout.  A failed connection is always closed before the retry: a
     # connection that timed out and went back to the pool would hand its late
-    # reply to the next command.  redis-py 6 and later use the Retry as
-    # given; earlier versions retry only the errors in retry_on_error.
+    # reply to the next command.  Some redis-py versions use a Retry only
+    # together with retry_on_error, so both are given.
     return {"retry": Retry(NoBackoff(), 1), "retry_on_error": [RedisConnectionError, RedisTimeoutError]}
 
 
