@@ -23,7 +23,8 @@ from webtest import TestApp
 
 from wsgisession import SessionStoreError
 from wsgisession.contrib import store_from_url
-from wsgisession.stores.redis import RedisStore
+from wsgisession.stores.redis import DEFAULT_CONNECT_TIMEOUT, RedisStore
+from wsgisession.stores.redis.clients import wait_limits
 from wsgisession.testing import FakeClock
 
 from .redis_servers import ClusterSetup, redis_cluster
@@ -65,8 +66,9 @@ class TestRedisClusterStore(ServerSideSuite):
 
 
 def test_store_from_url_builds_a_cluster_client(cluster: ClusterSetup, make_app: Callable[..., TestApp]) -> None:
-    store = store_from_url(cluster.url, prefix="from-url:")
+    store = store_from_url(cluster.url + "?socket_timeout=0.7", prefix="from-url:")
     assert isinstance(store, RedisStore) and isinstance(store.client, RedisCluster)
+    assert wait_limits(store.client) == (0.7, DEFAULT_CONNECT_TIMEOUT)  # the URL's option, then the default
     app = make_app(counter_app, store)
     assert [app.get("/").json["yy"] for _ in range(3)] == [1, 2, 3]
     store.close()

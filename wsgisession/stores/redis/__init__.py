@@ -276,14 +276,8 @@ class RedisStore(Store):
         self.lock_expire_after = float(lock_expire_after)
         self._clock = clock
         limits = wait_limits(client)
-        if limits is not None and None in limits:
-            log.warning(
-                "RedisStore: the Redis client has no %s, so a Redis server that stops answering "
-                "holds requests without limit; set socket_timeout and socket_connect_timeout on it",
-                " and no ".join(
-                    name for name, limit in zip(("socket_timeout", "socket_connect_timeout"), limits) if limit is None
-                ),
-            )
+        if limits is not None:
+            _warn_when_unbounded(*limits)
         reply_timeout = limits[0] if limits is not None else None
         # A waiter for the request lock blocks in Redis; the client must not
         # give up on the reply first.
@@ -441,6 +435,21 @@ class RedisStore(Store):
         """Close the client if this store built it from a URL; a client passed in stays open."""
         if self._owns_client:
             self.client.close()
+
+
+def _warn_when_unbounded(reply_timeout: Optional[float], connect_timeout: Optional[float]) -> None:
+    # A client passed in is used as it is; one that may wait forever is worth a word at startup.
+    missing = [
+        name
+        for name, limit in (("socket_timeout", reply_timeout), ("socket_connect_timeout", connect_timeout))
+        if limit is None
+    ]
+    if missing:
+        log.warning(
+            "RedisStore: the Redis client has no %s, so a Redis server that stops answering holds requests "
+            "without limit; give the client both timeouts",
+            " and no ".join(missing),
+        )
 
 
 def _parse_record(text: Union[bytes, str]) -> SessionRecord:
