@@ -69,15 +69,18 @@ _GENERATION = "m:gen"
 _PERSISTENT = "m:persistent"
 _RECORD = "m:record"
 
-# Shared by the scripts.  unpack() is bounded by Lua's stack, so long argument
-# lists go to HSET / HDEL in chunks; an even chunk size keeps HSET's pairs whole.
+# Shared by the scripts.  A script reads a hash once (HGETALL) into a Lua
+# table, works on the table, and writes what changed in one HDEL and one
+# HSET: each call from Lua into Redis costs the server more than the work
+# around it.  unpack() is bounded by Lua's stack, so long argument lists go to
+# HSET / HDEL in chunks; an even chunk size keeps HSET's pairs whole.
 #
-# record_text(key) answers the hash at `key` as the JSON text get_session
-# parses: [created, refreshed, expires, generation, persistent, {key: value,
-# ...}, [flash key, ...]] (null for a missing or empty time or flag), and as a
-# second value whether the hash holds any session value; false for no hash.
-# Field values are JSON texts already; a key is quoted here, through cjson
-# only when it holds a quote, a backslash or a control character.
+# record_text(hash) answers the record as the JSON text get_session parses:
+# [created, refreshed, expires, generation, persistent, {key: value, ...},
+# [flash key, ...]] (null for a missing or empty time or flag), and as a
+# second value whether the hash holds any session value.  Field values are
+# JSON texts already; a key is quoted here, through cjson only when it holds
+# a quote, a backslash or a control character.
 _HELPERS = r"""
 local function in_chunks(command, key, items, first, last)
   for start = first, last, 1000 do
@@ -91,14 +94,20 @@ local function set_ttl(key, milliseconds)
     redis.call('PEXPIRE', key, milliseconds)
   end
 end
-local function record_text(key)
+local function read_hash(key)
   local fields = redis.call('HGETALL', key)
   if #fields == 0 then
-    return false, false
+    return nil
   end
-  local meta, data, flash = {}, {}, {}
+  local hash = {}
   for index = 1, #fields, 2 do
-    local field = fields[index]
+    hash[fields[index]] = fields[index + 1]
+  end
+  return hash
+end
+local function record_text(hash)
+  local data, flash = {}, {}
+  for field, value in pairs(hash) do
     local kind = string.sub(field, 1, 2)
     if kind == 'd:' or kind == 'f:' then
       local name = string.sub(field, 3)
@@ -107,17 +116,15 @@ local function record_text(key)
       else
         name = '"' .. name .. '"'
       end
-      data[#data + 1] = name .. ':' .. fields[index + 1]
+      data[#data + 1] = name .. ':' .. value
       if kind == 'f:' then
         flash[#flash + 1] = name
       end
-    else
-      meta[field] = fields[index + 1]
     end
   end
   local times = {}
   for position, field in ipairs({'m:created', 'm:refreshed', 'm:expires', 'm:gen', 'm:persistent'}) do
-    local value = meta[field]
+    local value = hash[field]
     if value == nil or value == '' then
       value = 'null'
     end
@@ -131,7 +138,16 @@ end
 
 # KEYS[1] the hash.  Answers the record's text built from the fields of a
 # hash written without it (by 0.1.0), or nil when there is no hash.
-_BUILD_RECORD = LuaScript(_HELPERS + "return (record_text(KEYS[1]))")
+_BUILD_RECORD = LuaScript(
+    _HELPERS
+    + r"""
+local hash = read_hash(KEYS[1])
+if not hash then
+  return false
+end
+return (record_text(hash))
+"""
+)
 
 # KEYS[1] the hash; ARGV[1] TTL in ms ('' for none); ARGV[2] '1' to require
 # that the hash exists; ARGV[3..] field, value pairs of the whole record.
@@ -141,9 +157,14 @@ _WRITE_RECORD = LuaScript(
 if ARGV[2] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then
   return 0
 end
+local hash = {}
+for index = 3, #ARGV, 2 do
+  hash[ARGV[index]] = ARGV[index + 1]
+end
+ARGV[#ARGV + 1] = 'm:record'
+ARGV[#ARGV + 1] = (record_text(hash))
 redis.call('DEL', KEYS[1])
 in_chunks('HSET', KEYS[1], ARGV, 3, #ARGV)
-redis.call('HSET', KEYS[1], 'm:record', (record_text(KEYS[1])))
 set_ttl(KEYS[1], ARGV[1])
 return 1
 """
@@ -152,66 +173,80 @@ return 1
 # KEYS[1] the hash.  ARGV[1] is the request's header, eight words: the TTL in
 # ms ('-' for none); '1' when the request cleared the session; the generation
 # it loaded; the new refresh time and expiry ('-' for none), written only
-# when not older than the stored ones; the persistence flag ('-' unchanged);
-# how many fields to delete; how many flash values to give back.  Then come
-# the fields to delete, the key, value pairs of the flash values to give
-# back, and the field, value pairs to set.  (One header instead of eight
-# arguments: each argument costs the client and the server more than its
-# bytes.)  Answers 0 (gone, another generation, or not a session's hash), 1
-# (applied) or 2 (no data left: the hash was deleted).
+# when they change and are not older than the stored ones; the persistence
+# flag ('-' unchanged); how many keys to delete; how many flash values to give
+# back.  Then come the keys to delete, the key, value pairs of the flash
+# values to give back, and the field, value pairs to set.  (One header
+# instead of eight arguments: each argument costs the client and the server
+# more than its bytes.)  Answers 0 (gone, another generation, or not a
+# session's hash), 1 (applied) or 2 (no data left: the hash was deleted).
 _APPLY_CHANGES = LuaScript(
     _HELPERS
     + r"""
 local ttl, cleared, generation, refreshed, expires, persistent, deleted, restored =
   string.match(ARGV[1], '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%d+) (%d+)$')
-local stored = redis.call('HMGET', KEYS[1], 'm:created', 'm:gen', 'm:refreshed', 'm:expires')
-if not stored[1] or (stored[2] or '0') ~= generation then
+local hash = read_hash(KEYS[1])
+if not hash or not hash['m:created'] or (hash['m:gen'] or '0') ~= generation then
   return 0
 end
+local removed, written = {}, {}
+local function remove(field)
+  if hash[field] then
+    hash[field] = nil
+    removed[#removed + 1] = field
+  end
+end
+local function write(field, value)
+  hash[field] = value
+  written[#written + 1] = field
+  written[#written + 1] = value
+end
 if cleared == '1' then
-  local data = {}
-  for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+  for field in pairs(hash) do
     if string.sub(field, 1, 2) ~= 'm:' then
-      data[#data + 1] = field
+      remove(field)
     end
   end
-  in_chunks('HDEL', KEYS[1], data, 1, #data)
-  redis.call('HSET', KEYS[1], 'm:gen', tostring(tonumber(generation) + 1))
+  write('m:gen', tostring(tonumber(generation) + 1))
 end
-deleted = tonumber(deleted)
-in_chunks('HDEL', KEYS[1], ARGV, 2, 1 + deleted)
-local at = 2 + deleted
-for index = at, at + 2 * tonumber(restored) - 1, 2 do
+local at = 2 + tonumber(deleted)
+for index = 2, at - 1 do
+  remove('d:' .. ARGV[index])
+  remove('f:' .. ARGV[index])
+end
+local sets = at + 2 * tonumber(restored)
+for index = at, sets - 1, 2 do
   local key = ARGV[index]
-  if redis.call('HEXISTS', KEYS[1], 'd:' .. key) == 0 and redis.call('HEXISTS', KEYS[1], 'f:' .. key) == 0 then
-    redis.call('HSET', KEYS[1], 'f:' .. key, ARGV[index + 1])
+  if not hash['d:' .. key] and not hash['f:' .. key] then
+    write('f:' .. key, ARGV[index + 1])
   end
 end
-in_chunks('HSET', KEYS[1], ARGV, at + 2 * tonumber(restored), #ARGV)
-local meta = {}
+for index = sets, #ARGV, 2 do
+  -- A key is stored under one prefix only: drop the other one.
+  local field = ARGV[index]
+  remove((string.sub(field, 1, 2) == 'd:' and 'f:' or 'd:') .. string.sub(field, 3))
+  write(field, ARGV[index + 1])
+end
 if persistent ~= '-' then
-  meta = {'m:persistent', persistent}
+  write('m:persistent', persistent)
 end
 if expires == '-' then
   expires = ''
 end
--- The times move only forward, and are written only when they change.
-if (refreshed ~= stored[3] or expires ~= stored[4]) and tonumber(refreshed) >= tonumber(stored[3] or '0') then
-  meta[#meta + 1] = 'm:refreshed'
-  meta[#meta + 1] = refreshed
-  meta[#meta + 1] = 'm:expires'
-  meta[#meta + 1] = expires
+local stored = hash['m:refreshed']
+if (refreshed ~= stored or expires ~= hash['m:expires']) and tonumber(refreshed) >= tonumber(stored or '0') then
+  write('m:refreshed', refreshed)
+  write('m:expires', expires)
   set_ttl(KEYS[1], ttl == '-' and '' or ttl)
 end
-if #meta > 0 then
-  redis.call('HSET', KEYS[1], unpack(meta))
-end
-local text, has_data = record_text(KEYS[1])
+local text, has_data = record_text(hash)
 if not has_data then
   redis.call('DEL', KEYS[1])
   return 2
 end
-redis.call('HSET', KEYS[1], 'm:record', text)
+write('m:record', text)
+in_chunks('HDEL', KEYS[1], removed, 1, #removed)
+in_chunks('HSET', KEYS[1], written, 1, #written)
 return 1
 """
 )
@@ -224,7 +259,10 @@ _CONSUME_FLASH = LuaScript(
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then
   return 0
 end
-redis.call('HSET', KEYS[1], 'm:record', (record_text(KEYS[1])))
+local hash = read_hash(KEYS[1])
+if hash then
+  redis.call('HSET', KEYS[1], 'm:record', (record_text(hash)))
+end
 return 1
 """
 )
@@ -371,19 +409,10 @@ class RedisStore(Store):
 
     def apply_changes(self, id: str, changes: SessionChanges, environ: WSGIEnviron) -> ChangeOutcome:
         """Apply one request's changes to the current hash in one script."""
-        to_delete: List[str] = []
         to_set: List[str] = []
-        for key in changes.deleted:
-            to_delete += [_DATA + key, _FLASH + key]
         flash = changes.flash
         for key, value in changes.set.items():
-            # A key is stored under one prefix only: drop the other one.
-            if key in flash:
-                to_delete.append(_DATA + key)
-                to_set += [_FLASH + key, dumps(value)]
-            else:
-                to_delete.append(_FLASH + key)
-                to_set += [_DATA + key, dumps(value)]
+            to_set += [(_FLASH if key in flash else _DATA) + key, dumps(value)]
         restore: List[str] = []
         for key, value in changes.restore.items():
             restore += [key, dumps(value)]
@@ -397,11 +426,11 @@ class RedisStore(Store):
                 repr(float(changes.refreshed)),
                 "-" if expires is None else repr(float(expires)),
                 "-" if persistent is None else ("1" if persistent else "0"),
-                str(len(to_delete)),
+                str(len(changes.deleted)),
                 str(len(restore) // 2),
             )
         )
-        args = [header, *to_delete, *restore, *to_set]
+        args = [header, *changes.deleted, *restore, *to_set]
         try:
             applied = _APPLY_CHANGES(self.client, [self.hash_key(id)], args)
         except RedisError as exc:
