@@ -33,7 +33,7 @@ import json
 import logging
 import math
 import time
-from typing import Callable, List, Optional, Union
+from typing import Callable, List, Optional, Union, cast
 
 try:
     from redis.exceptions import RedisError
@@ -75,12 +75,12 @@ _RECORD = "m:record"
 # around it.  unpack() is bounded by Lua's stack, so long argument lists go to
 # HSET / HDEL in chunks; an even chunk size keeps HSET's pairs whole.
 #
-# record_text(hash) answers the record as the JSON text get_session parses:
-# [created, refreshed, expires, generation, persistent, {key: value, ...},
-# [flash key, ...]] (null for a missing or empty time or flag), and as a
-# second value whether the hash holds any session value.  Field values are
-# JSON texts already; a key is quoted here, through cjson only when it holds
-# a quote, a backslash or a control character.
+# record_text(hash) answers the record as the JSON text of a SessionRecord
+# ({"data": {...}, "flash": [...], "created": ..., ...}: one json.loads gives
+# the record get_session returns; a missing time is null), and as a second
+# value whether the hash holds any session value.  Field values are JSON
+# texts already; a key is quoted here, through cjson only when it holds a
+# quote, a backslash or a control character.
 _HELPERS = r"""
 local function in_chunks(command, key, items, first, last)
   for start = first, last, 1000 do
@@ -122,17 +122,22 @@ local function record_text(hash)
       end
     end
   end
-  local times = {}
-  for position, field in ipairs({'m:created', 'm:refreshed', 'm:expires', 'm:gen', 'm:persistent'}) do
-    local value = hash[field]
+  local parts = {'{"data":{', table.concat(data, ','), '},"flash":[', table.concat(flash, ','), ']'}
+  for _, name in ipairs({'created', 'refreshed', 'expires'}) do
+    local value = hash['m:' .. name]
     if value == nil or value == '' then
       value = 'null'
     end
-    times[position] = value
+    parts[#parts + 1] = ',"' .. name .. '":' .. value
   end
-  local text = '[' .. table.concat(times, ',') .. ',{' .. table.concat(data, ',') .. '},['
-    .. table.concat(flash, ',') .. ']]'
-  return text, #data > 0
+  if hash['m:gen'] then
+    parts[#parts + 1] = ',"generation":' .. hash['m:gen']
+  end
+  if hash['m:persistent'] then
+    parts[#parts + 1] = ',"persistent":' .. (hash['m:persistent'] == '1' and 'true' or 'false')
+  end
+  parts[#parts + 1] = '}'
+  return table.concat(parts), #data > 0
 end
 """
 
@@ -482,20 +487,11 @@ def _warn_when_unbounded(reply_timeout: Optional[float], connect_timeout: Option
 
 
 def _parse_record(text: Union[bytes, str]) -> SessionRecord:
-    # The text the scripts build (record_text): one json.loads for the whole record.
+    # The text the scripts build (record_text) is the record itself, as JSON.
     try:
-        created, refreshed, expires, generation, persistent, data, flash = _loads(text)
-        record: SessionRecord = {
-            "data": data,
-            "flash": flash,
-            "created": float(created),
-            "refreshed": float(refreshed),
-            "expires": None if expires is None else float(expires),
-        }
-    except (TypeError, ValueError) as exc:  # missing times, bad JSON or UTF-8, another shape
+        record = _loads(text)
+    except ValueError as exc:  # bad JSON or UTF-8
         raise SessionStoreError(f"RedisStore found a malformed session hash: {exc!r}") from exc
-    if generation is not None:
-        record["generation"] = int(generation)
-    if persistent is not None:
-        record["persistent"] = persistent == 1
-    return record
+    if type(record) is not dict or record.get("created") is None:
+        raise SessionStoreError("RedisStore found a session hash without its times")
+    return cast(SessionRecord, record)
