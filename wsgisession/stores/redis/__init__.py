@@ -105,39 +105,43 @@ local function read_hash(key)
   end
   return hash
 end
+local function number_or_null(text)
+  if text == nil or text == '' then
+    return 'null'
+  end
+  return text
+end
+local D, F, COLON = string.byte('d'), string.byte('f'), string.byte(':')
 local function record_text(hash)
-  local data, flash = {}, {}
+  local data, flash, count, flashes = {}, {}, 0, 0
   for field, value in pairs(hash) do
-    local kind = string.sub(field, 1, 2)
-    if kind == 'd:' or kind == 'f:' then
+    local kind, colon = string.byte(field, 1, 2)
+    if colon == COLON and (kind == D or kind == F) then
       local name = string.sub(field, 3)
       if string.find(name, '[%c"\\]') then
         name = cjson.encode(name)
       else
         name = '"' .. name .. '"'
       end
-      data[#data + 1] = name .. ':' .. value
-      if kind == 'f:' then
-        flash[#flash + 1] = name
+      count = count + 1
+      data[count] = name .. ':' .. value
+      if kind == F then
+        flashes = flashes + 1
+        flash[flashes] = name
       end
     end
   end
-  local parts = {'{"data":{', table.concat(data, ','), '},"flash":[', table.concat(flash, ','), ']'}
-  for _, name in ipairs({'created', 'refreshed', 'expires'}) do
-    local value = hash['m:' .. name]
-    if value == nil or value == '' then
-      value = 'null'
-    end
-    parts[#parts + 1] = ',"' .. name .. '":' .. value
-  end
+  local text = '{"data":{' .. table.concat(data, ',') .. '},"flash":[' .. table.concat(flash, ',')
+    .. '],"created":' .. number_or_null(hash['m:created'])
+    .. ',"refreshed":' .. number_or_null(hash['m:refreshed'])
+    .. ',"expires":' .. number_or_null(hash['m:expires'])
   if hash['m:gen'] then
-    parts[#parts + 1] = ',"generation":' .. hash['m:gen']
+    text = text .. ',"generation":' .. hash['m:gen']
   end
   if hash['m:persistent'] then
-    parts[#parts + 1] = ',"persistent":' .. (hash['m:persistent'] == '1' and 'true' or 'false')
+    text = text .. ',"persistent":' .. (hash['m:persistent'] == '1' and 'true' or 'false')
   end
-  parts[#parts + 1] = '}'
-  return table.concat(parts), #data > 0
+  return text .. '}', count > 0
 end
 """
 
