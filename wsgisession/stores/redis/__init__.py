@@ -10,17 +10,17 @@ one slot.  Fields of the hash:
 * ``m:created``, ``m:refreshed``, ``m:expires``: the record's times;
 * ``m:gen``: how many times the session was cleared (absent: never);
 * ``m:persistent``: ``1`` or ``0``, the session's persistence flag;
-* ``m:record``: the whole record as one JSON text, written by every change.
+* ``m:record``: the whole record, as the JSON of a ``SessionRecord``,
+  written by every change.
 
 A value per field is what lets a request write only the keys it changed: each
 commit runs one Lua script that applies the request's changes to the current
 hash, or does nothing when the hash is gone or was cleared since the request
 loaded it (a logout won), deletes a hash left without data, and writes
-``m:record`` again.  ``m:record`` is what a load reads: one field, parsed by
-one ``json.loads``, instead of a reply of two strings per field.  Hashes
-written before it existed (0.1.0) have none; the load script builds the text
-from their fields.  The hash's Redis TTL follows the record's expiry plus a
-small grace.
+``m:record`` again.  ``m:record`` is what a load reads: one ``HGET``, parsed by
+one ``json.loads`` into the record itself.  Hashes written before it existed
+(0.1.0) have none; a second call then builds the record from their fields.
+The hash's Redis TTL follows the record's expiry plus a small grace.
 
 The other modules of this package: :mod:`.clients` (clients built from URLs,
 with bounded waits), :mod:`.lock` (the request lock, a queue),
