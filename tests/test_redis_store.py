@@ -232,6 +232,33 @@ def test_thousands_of_keys_are_written_and_cleared(
     assert redis_client.hget(store.hash_key(cookie_of(app)), "m:gen") == b"1"
 
 
+ODD_KEYS = ["", 'a"b', "back\\slash", "new\nline", "tab\tand\x01", "slash/ed", "grüße ✓", "\u2028", "m:record", "d:x"]
+
+
+def test_odd_keys_survive_the_record_every_script_writes(make_app: Callable[..., TestApp], store: RedisStore) -> None:
+    # The scripts quote keys themselves when they write m:record: whatever
+    # a key holds, the record that loads is the one that was written.
+    def handler(session: Any, environ: dict) -> Any:
+        path = environ["PATH_INFO"]
+        if path == "/create":
+            session.update({key: index for index, key in enumerate(ODD_KEYS)})
+        elif path == "/change":
+            session.update({key: [key] for key in ODD_KEYS[::2]})
+            session.flash(ODD_KEYS[1], "flash")
+        elif path == "/take":
+            session.get(ODD_KEYS[1])
+        return sorted(session.to_dict().items())
+
+    app = make_app(handler, store)
+    created = app.get("/create").json
+    assert created == sorted([key, index] for index, key in enumerate(ODD_KEYS))
+    assert app.get("/read").json == created  # create_session's record
+    changed = app.get("/change").json
+    assert app.get("/read").json == changed  # apply_changes' record, a flash value in it
+    app.get("/take")
+    assert ODD_KEYS[1] not in dict(app.get("/read").json)  # consume_flash's record
+
+
 def test_persist_session_replaces_a_live_record_but_never_revives_a_deleted_one(
     make_app: Callable[..., TestApp], store: RedisStore
 ) -> None:
