@@ -86,3 +86,9 @@ def test_store_from_url_gives_every_redis_scheme_to_the_redis_store(scheme: str)
     store = store_from_url(f"{scheme}://{path}", prefix="urls:")
     assert isinstance(store, RedisStore) and store.prefix == "urls:"
     store.close()
+
+
+def test_an_error_about_a_url_never_shows_its_password() -> None:
+    with pytest.raises(ValueError) as refused:
+        RedisStore("redis+sentinel://app:hunter2-secret@10.0.0.1:26379")
+    assert "hunter2-secret" not in str(refused.value) and "app:***@" in str(refused.value)

@@ -99,14 +99,22 @@ def client_from_url(url: str) -> RedisClient:
         return _sentinel_primary(url, tls=scheme.startswith("rediss"))
     if scheme in ("redis+cluster", "rediss+cluster"):
         return _cluster(url, tls=scheme.startswith("rediss"))
-    raise ValueError(f"not a Redis URL: {url!r} (schemes: {', '.join(s + '://' for s in SCHEMES)})")
+    raise ValueError(f"not a Redis URL: {_shown(url)} (schemes: {', '.join(s + '://' for s in SCHEMES)})")
+
+
+def _shown(url: str) -> str:
+    # A URL as error messages show it: never with its password.
+    parts = urlsplit(url)
+    userinfo, at, hostlist = parts.netloc.rpartition("@")
+    if at and ":" in userinfo:
+        return repr(parts._replace(netloc=f"{userinfo.partition(':')[0]}:***@{hostlist}").geturl())
+    return repr(url)
 
 
 def _split(url: str, default_port: int) -> Tuple[List[Tuple[str, int]], Dict[str, Any], str]:
     # "scheme://[userinfo@]host[:port],host[:port]/path?query": the hosts, the
-    # options redis-py's URL parser reads from the user info, path and query
-    # (parsed by redis-py itself, so the options mean what they mean in
-    # redis:// URLs), and the path.
+    # options in the user info and the query (parsed by redis-py itself, so
+    # they mean what they mean in redis:// URLs), and the path.
     parts = urlsplit(url)
     userinfo, _, hostlist = parts.netloc.rpartition("@")
     hosts = []
@@ -118,11 +126,11 @@ def _split(url: str, default_port: int) -> Tuple[List[Tuple[str, int]], Dict[str
         else:
             host, _, port_text = entry.partition(":")
         if not host:
-            raise ValueError(f"{url!r}: an empty host in the address list")
+            raise ValueError(f"{_shown(url)}: an empty host in the address list")
         try:
             port = int(port_text) if port_text else default_port
         except ValueError:
-            raise ValueError(f"{url!r}: {port_text!r} is not a port") from None
+            raise ValueError(f"{_shown(url)}: {port_text!r} is not a port") from None
         hosts.append((unquote(host), port))
     login = f"{userinfo}@" if userinfo else ""
     options: Dict[str, Any] = parse_url(f"redis://{login}localhost/?{parts.query}")  # type: ignore[no-untyped-call]
@@ -134,12 +142,14 @@ def _sentinel_primary(url: str, *, tls: bool) -> redis.Redis:
     sentinels, options, path = _split(url, _SENTINEL_PORT)
     service, _, db = path.strip("/").partition("/")
     if not service:
-        raise ValueError(f"{url!r}: name the Sentinel service after the hosts: redis+sentinel://host:26379/service")
+        raise ValueError(
+            f"{_shown(url)}: name the Sentinel service after the hosts: redis+sentinel://host:26379/service"
+        )
     if db and "db" not in options:
         try:
             options["db"] = int(db)
         except ValueError:
-            raise ValueError(f"{url!r}: {db!r} is not a database number") from None
+            raise ValueError(f"{_shown(url)}: {db!r} is not a database number") from None
     options = _bounded(options)
     if tls:
         options["ssl"] = True
@@ -160,7 +170,7 @@ def _sentinel_primary(url: str, *, tls: bool) -> redis.Redis:
 def _cluster(url: str, *, tls: bool) -> RedisCluster:
     nodes, options, path = _split(url, _CLUSTER_PORT)
     if path.strip("/") not in ("", "0") or options.get("db", 0) != 0:
-        raise ValueError(f"{url!r}: a Redis Cluster has only database 0")
+        raise ValueError(f"{_shown(url)}: a Redis Cluster has only database 0")
     options.pop("db", None)
     options = _bounded(options)
     if tls:
