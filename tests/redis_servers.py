@@ -47,8 +47,11 @@ def redis_server_binary() -> str:
     Skips the test without one, or fails it when WSGISESSION_REQUIRE_SERVICES=1.
     """
     binary = os.environ.get("WSGISESSION_TEST_REDIS_SERVER") or shutil.which("redis-server")
-    if binary is None:
-        message = "redis-server is not installed (apt-get install redis-server), so no test Redis can be started"
+    if binary is None or not os.access(binary, os.X_OK):
+        message = (
+            f"{binary or 'redis-server'} can not be run (install it: apt-get install redis-server), "
+            "so no test Redis can be started"
+        )
         if REQUIRE_SERVICES:
             pytest.fail(message + " and WSGISESSION_REQUIRE_SERVICES=1")
         pytest.skip(message)
