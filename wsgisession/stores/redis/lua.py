@@ -28,7 +28,7 @@ class LuaScript:
 
     def __call__(self, client: Any, keys: Sequence[str], args: Sequence[Union[str, int, float]] = ()) -> Any:
         try:
-            return client.evalsha(self.sha, len(keys), *keys, *args)
+            return client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
         except NoScriptError:
             client.script_load(self.text)
-            return client.evalsha(self.sha, len(keys), *keys, *args)
+            return client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
