@@ -7,6 +7,9 @@ modules use the same URLs against real servers.
 
 from __future__ import annotations
 
+import socket
+import time
+
 import pytest
 
 pytest.importorskip("redis")
@@ -14,6 +17,7 @@ pytest.importorskip("redis")
 from redis.connection import SSLConnection
 from redis.sentinel import SentinelConnectionPool, SentinelManagedSSLConnection
 
+from wsgisession import SessionStoreError
 from wsgisession.contrib import store_from_url
 from wsgisession.stores.redis import DEFAULT_CONNECT_TIMEOUT, DEFAULT_SOCKET_TIMEOUT, RedisStore
 from wsgisession.stores.redis.clients import client_from_url, wait_limits
@@ -92,3 +96,13 @@ def test_an_error_about_a_url_never_shows_its_password() -> None:
     with pytest.raises(ValueError) as refused:
         RedisStore("redis+sentinel://app:hunter2-secret@10.0.0.1:26379")
     assert "hunter2-secret" not in str(refused.value) and "app:***@" in str(refused.value)
+
+
+def test_a_cluster_url_whose_nodes_do_not_answer_fails_at_startup() -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    started = time.monotonic()
+    with pytest.raises(SessionStoreError, match="RedisStore could not connect to Redis"):
+        RedisStore(f"redis+cluster://127.0.0.1:{port}")
+    assert time.monotonic() - started < 2 * DEFAULT_CONNECT_TIMEOUT + 1.0

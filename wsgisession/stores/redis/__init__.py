@@ -36,7 +36,7 @@ import time
 from typing import Callable, List, Optional, Union, cast
 
 try:
-    from redis.exceptions import RedisError
+    import redis  # noqa: F401 - imported first for the message below
 except ImportError as exc:  # pragma: no cover - depends on the installation
     raise ImportError(
         "wsgisession.stores.redis needs redis-py; install it with: pip install 'wsgisession[redis]'"
@@ -48,6 +48,7 @@ from ...store import ChangeOutcome, SessionChanges, SessionLock, SessionRecord, 
 from .clients import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_SOCKET_TIMEOUT,
+    REDIS_ERRORS,
     SCHEMES,
     RedisClient,
     client_from_url,
@@ -313,7 +314,10 @@ class RedisStore(Store):
             raise ValueError("lock_expire_after must be a positive number of seconds")
         client: RedisClient
         if isinstance(client_or_url, str):
-            client = client_from_url(client_or_url)
+            try:
+                client = client_from_url(client_or_url)
+            except REDIS_ERRORS as exc:  # a cluster client reads the slot map at once
+                raise self._failure("connect to Redis", exc) from exc
         else:
             client = client_or_url
         self._owns_client = isinstance(client_or_url, str)
@@ -369,7 +373,7 @@ class RedisStore(Store):
             fields += [(_FLASH if key in flash else _DATA) + key, dumps(value)]
         return fields
 
-    def _failure(self, action: str, exc: RedisError) -> SessionStoreError:
+    def _failure(self, action: str, exc: Exception) -> SessionStoreError:
         return SessionStoreError(f"RedisStore could not {action}: {type(exc).__name__}: {exc}")
 
     # -- the four basic methods ------------------------------------------------
@@ -385,7 +389,7 @@ class RedisStore(Store):
             text = self.client.execute_command("HGET", key, _RECORD)  # type: ignore[no-untyped-call]
             if text is None:
                 text = _BUILD_RECORD(self.client, [key])
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise self._failure("load the session", exc) from exc
         # A record past its expiry but inside the grace is still returned: the
         # middleware sees it is dead and deletes it.
@@ -396,7 +400,7 @@ class RedisStore(Store):
         args = [self._ttl_milliseconds(data["expires"]), "0", *self._record_fields(data)]
         try:
             _WRITE_RECORD(self.client, [self.hash_key(id)], args)
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise self._failure("create the session", exc) from exc
 
     def persist_session(self, data: SessionRecord, id: str, environ: WSGIEnviron) -> None:
@@ -404,14 +408,14 @@ class RedisStore(Store):
         args = [self._ttl_milliseconds(data["expires"]), "1", *self._record_fields(data)]
         try:
             _WRITE_RECORD(self.client, [self.hash_key(id)], args)
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise self._failure("save the session", exc) from exc
 
     def delete_session(self, id: str, environ: WSGIEnviron) -> None:
         """Delete the session's hash and its lock key; a missing one is not an error."""
         try:
             self.client.delete(self.hash_key(id), self.lock_key(id))
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise self._failure("delete the session", exc) from exc
 
     # -- atomic versions of the optional methods -----------------------------------
@@ -442,7 +446,7 @@ class RedisStore(Store):
         args = [header, *changes.deleted, *restore, *to_set]
         try:
             applied = _APPLY_CHANGES(self.client, [self.hash_key(id)], args)
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise self._failure("save the session", exc) from exc
         return _OUTCOMES[int(applied)]
 
@@ -450,7 +454,7 @@ class RedisStore(Store):
         """Delete flash value ``key``; True for exactly one of concurrent callers."""
         try:
             removed = _CONSUME_FLASH(self.client, [self.hash_key(id)], [_FLASH + key])
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise self._failure("consume a flash value", exc) from exc
         return int(removed) == 1
 
@@ -462,7 +466,7 @@ class RedisStore(Store):
         """
         try:
             return self._locks.take(self.lock_key(id), timeout)
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise self._failure("lock the session", exc) from exc
 
     def cleanup(self) -> int:

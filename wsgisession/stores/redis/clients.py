@@ -37,12 +37,14 @@ from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.connection import parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 __all__ = [
     "RedisClient",
+    "REDIS_ERRORS",
     "DEFAULT_SOCKET_TIMEOUT",
     "DEFAULT_CONNECT_TIMEOUT",
     "SCHEMES",
@@ -52,6 +54,10 @@ __all__ = [
 
 #: A redis-py client: a plain, Sentinel-managed or cluster one.
 RedisClient = Union["redis.Redis", "RedisCluster"]
+
+#: What redis-py raises when Redis fails: its errors, and the cluster
+#: client's own (a slot no node serves), which are not RedisErrors.
+REDIS_ERRORS = (RedisError, RedisClusterException)
 
 #: Seconds a client built from a URL waits for a reply, unless the URL says otherwise.
 DEFAULT_SOCKET_TIMEOUT = 1.0

@@ -41,10 +41,9 @@ import secrets
 import time
 from typing import Any, List, Optional
 
-from redis.exceptions import RedisError
-
 from ...errors import SessionLockTimeout
 from ...store import SessionLock
+from .clients import REDIS_ERRORS
 from .lua import LuaScript
 
 __all__ = ["RequestLocks", "PLACE_LEASE", "LONGEST_WAIT"]
@@ -180,7 +179,7 @@ class RequestLocks:
         # and the lock (or the place) lapses by itself.
         try:
             _LEAVE(self.client, keys, [token, self._lease_ms])
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             log.warning(
                 "RedisStore could not give up a session lock (it lapses by itself): %s: %s", type(exc).__name__, exc
             )
