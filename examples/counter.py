@@ -7,6 +7,8 @@ keeps them)::
     python examples/counter.py --store memory
     python examples/counter.py --store cookie       # needs WSGISESSION_SECRET_KEY
     python examples/counter.py --store redis --url redis://127.0.0.1:6379/0
+    python examples/counter.py --store redis --url redis+sentinel://127.0.0.1:26379/mymaster
+    python examples/counter.py --store redis --url redis+cluster://127.0.0.1:7000,127.0.0.1:7001
     python examples/counter.py --store sqlalchemy --url postgresql+psycopg://postgres@127.0.0.1/test
 
 then open http://127.0.0.1:8000/testsession (xx counts 2, 5, 8 ...; yy 1, 2, 3 ...),
@@ -87,7 +89,9 @@ def create_app(store: Optional[Store] = None) -> SessionMiddleware:
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description="wsgisession demo: counters and flash messages")
     parser.add_argument("--store", choices=STORES, default="sqlite")
-    parser.add_argument("--url", help="database or Redis URL for the chosen store")
+    parser.add_argument(
+        "--url", help="database or Redis URL for the chosen store (redis://, redis+sentinel://, redis+cluster://)"
+    )
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)
     from werkzeug.serving import run_simple

@@ -112,6 +112,7 @@ def test_keys_are_digests_and_the_raw_id_is_nowhere(
         "m:refreshed",
         "m:expires",
         "m:persistent",
+        "m:record",
     }
     assert stored[b"d:user"] == b'"ann"'
     for text in [*held["during"], *stored, *stored.values()]:
@@ -148,11 +149,14 @@ def test_ttl_is_set_from_the_expiry_and_refreshed_with_it(
     key = store.hash_key(cookie_of(app))
     assert DAY + GRACE - 5 < ttl_seconds(redis_client, key) <= DAY + GRACE
 
-    # A change inside the refresh interval keeps the deadline: the TTL shrinks
-    # by the (fake) time that passed.
+    # A change inside the refresh interval keeps the deadline: the times (and
+    # so the TTL's end) stay as they were.
     clock.advance(0.05 * DAY)
+    times = redis_client.hmget(key, "m:refreshed", "m:expires")
     app.get("/")
-    assert 0.95 * DAY + GRACE - 5 < ttl_seconds(redis_client, key) <= 0.95 * DAY + GRACE
+    assert redis_client.hget(key, "d:yy") == b"2"
+    assert redis_client.hmget(key, "m:refreshed", "m:expires") == times
+    assert ttl_seconds(redis_client, key) <= DAY + GRACE
 
     # A read after the refresh interval slides the deadline: the TTL is full again.
     reader = clone(make_app(lambda session, environ: session.get("yy"), store, expire_after=DAY), cookie_of(app))
@@ -216,8 +220,43 @@ def test_thousands_of_keys_are_written_and_cleared(
     assert app.get("/count").json == 1
     fields = redis_client.hkeys(store.hash_key(cookie_of(app)))
     # clear() started the session's second generation.
-    assert sorted(fields) == [b"d:after", b"m:created", b"m:expires", b"m:gen", b"m:persistent", b"m:refreshed"]
+    assert sorted(fields) == [
+        b"d:after",
+        b"m:created",
+        b"m:expires",
+        b"m:gen",
+        b"m:persistent",
+        b"m:record",
+        b"m:refreshed",
+    ]
     assert redis_client.hget(store.hash_key(cookie_of(app)), "m:gen") == b"1"
+
+
+ODD_KEYS = ["", 'a"b', "back\\slash", "new\nline", "tab\tand\x01", "slash/ed", "grüße ✓", "\u2028", "m:record", "d:x"]
+
+
+def test_odd_keys_survive_the_record_every_script_writes(make_app: Callable[..., TestApp], store: RedisStore) -> None:
+    # The scripts quote keys themselves when they write m:record: whatever
+    # a key holds, the record that loads is the one that was written.
+    def handler(session: Any, environ: dict) -> Any:
+        path = environ["PATH_INFO"]
+        if path == "/create":
+            session.update({key: index for index, key in enumerate(ODD_KEYS)})
+        elif path == "/change":
+            session.update({key: [key] for key in ODD_KEYS[::2]})
+            session.flash(ODD_KEYS[1], "flash")
+        elif path == "/take":
+            session.get(ODD_KEYS[1])
+        return sorted(session.to_dict().items())
+
+    app = make_app(handler, store)
+    created = app.get("/create").json
+    assert created == sorted([key, index] for index, key in enumerate(ODD_KEYS))
+    assert app.get("/read").json == created  # create_session's record
+    changed = app.get("/change").json
+    assert app.get("/read").json == changed  # apply_changes' record, a flash value in it
+    app.get("/take")
+    assert ODD_KEYS[1] not in dict(app.get("/read").json)  # consume_flash's record
 
 
 def test_persist_session_replaces_a_live_record_but_never_revives_a_deleted_one(
@@ -275,20 +314,20 @@ def test_each_request_costs_one_round_trip_per_step(
 
     client.sent.clear()
     reader.get("/")
-    assert client.sent == ["HGETALL"]  # a read inside the refresh interval writes nothing
+    assert client.sent == ["HGET"]  # a read inside the refresh interval writes nothing
     assert redis_client.hgetall(key) == before
 
     client.sent.clear()
     clock.advance(0.5 * DAY)
     reader.get("/")
-    assert client.sent == ["HGETALL", "EVALSHA"]  # the refresh: one script
+    assert client.sent == ["HGET", "EVALSHA"]  # the refresh: one script
     after = redis_client.hgetall(key)
     changed = {field for field in before.keys() | after.keys() if before.get(field) != after.get(field)}
-    assert changed == {b"m:refreshed", b"m:expires"}  # only the times and the TTL move
+    assert changed == {b"m:refreshed", b"m:expires", b"m:record"}  # only the times (and the TTL) move
 
     client.sent.clear()
     app.get("/")
-    assert client.sent == ["HGETALL", "EVALSHA"]
+    assert client.sent == ["HGET", "EVALSHA"]
     client.close()
 
 

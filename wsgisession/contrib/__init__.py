@@ -59,8 +59,9 @@ def store_from_url(
 ) -> Store:
     """The store a URL names; ``options`` go to the store's constructor.
 
-    ``memory``, ``cookie`` (needs ``secret_key``), ``redis://``, ``rediss://``
-    or ``unix://`` URLs, any SQLAlchemy URL (``sqlite:///sessions.sqlite3``,
+    ``memory``, ``cookie`` (needs ``secret_key``), ``redis://``, ``rediss://``,
+    ``unix://``, ``redis+sentinel://`` or ``redis+cluster://`` URLs (see
+    :mod:`wsgisession.stores.redis.clients`), any SQLAlchemy URL (``sqlite:///sessions.sqlite3``,
     ``postgresql+psycopg://...``), or ``package.module:name`` naming a Store,
     or a callable that returns one.  Raises ``ValueError`` for anything else.
     """
@@ -77,7 +78,9 @@ def store_from_url(
 
         return CookieStore(secret_key, **options)
     scheme, separator, _ = lowered.partition("://")
-    if separator and scheme in ("redis", "rediss", "unix"):
+    # redis://, rediss://, unix:// and the redis+<kind>:// forms (sentinel,
+    # cluster) are Redis's; RedisStore knows the kinds.
+    if separator and (scheme.partition("+")[0] in ("redis", "rediss") or scheme == "unix"):
         from ..stores.redis import RedisStore
 
         return RedisStore(url, clock=clock, **options)
@@ -96,7 +99,9 @@ def store_from_url(
         if not isinstance(store, Store):
             raise ValueError(f"{url} gave {store!r}, not a wsgisession Store")
         return store
-    raise ValueError(f"unknown session store {url!r}: use memory, cookie, a redis:// or SQLAlchemy URL, or module:name")
+    raise ValueError(
+        f"unknown session store {url!r}: use memory, cookie, a redis:// (or redis+sentinel://, redis+cluster://) or SQLAlchemy URL, or module:name"
+    )
 
 
 def _boolean(name: str, value: Any) -> bool:
