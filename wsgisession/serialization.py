@@ -134,9 +134,14 @@ def copy_data(data: Any) -> Any:
     return data
 
 
+# Built once: json.dumps() and json.loads() with options other than the
+# defaults build a new encoder or decoder on every call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def dumps(data: Any) -> str:
     """Serialize JSON-compatible ``data`` to compact JSON text."""
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return _ENCODER.encode(data)
 
 
 def loads(text: str | bytes) -> Any:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Dict, FrozenSet, Iterator, Optional, Set,
 
 from .errors import SessionStoreError
 from .serialization import decode_value, encode_value
-from .store import SessionChanges, SessionRecord
+from .store import _NO_VALUES, SessionChanges, SessionRecord
 
 if TYPE_CHECKING:
     from .lifecycle import Lifecycle, RequestLifecycle  # noqa: F401
@@ -469,11 +469,11 @@ class Session(MutableMapping[str, Any]):
         stored = self._stored
         flash = self._flash
         to_set: Dict[str, Any] = {}
-        deleted: Set[str] = set()
-        new_flash: Set[str] = set()
+        deleted: FrozenSet[str] = _NO_KEYS
+        new_flash: FrozenSet[str] = _NO_KEYS
         for key, done in self._touched.items():
             if done is _DELETED:
-                deleted.add(key)
+                deleted = deleted | {key}
                 continue
             if key not in values:
                 continue
@@ -487,22 +487,15 @@ class Session(MutableMapping[str, Any]):
                 continue  # set to the value it had
             to_set[key] = encoded
             if is_flash:
-                new_flash.add(key)
+                new_flash = new_flash | {key}
         persistent = self._persistent if self._persistent_changed else None
         if not to_set and not deleted and not self._cleared and persistent is None:
             return None
         if to_set:
             self._modified = True  # nested mutation counts, to the end of the request
+        # Positional: one is built per write, and keywords cost more to bind.
         return SessionChanges(
-            to_set,
-            frozenset(deleted) if deleted else _NO_KEYS,
-            frozenset(new_flash) if new_flash else _NO_KEYS,
-            self._cleared,
-            refreshed,
-            expires,
-            claimed=claimed,
-            persistent=persistent,
-            base=base,
+            to_set, deleted, new_flash, self._cleared, refreshed, expires, _NO_VALUES, claimed, persistent, base
         )
 
     def _encoded(self) -> Tuple[Dict[str, Any], FrozenSet[str]]:

@@ -151,7 +151,6 @@ class SessionChanges:
         cleared: bool = False,
         refreshed: float = 0.0,
         expires: Optional[float] = None,
-        *,
         restore: Mapping[str, Any] = _NO_VALUES,
         claimed: FrozenSet[str] = _NO_KEYS,
         persistent: Optional[bool] = None,

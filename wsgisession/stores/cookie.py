@@ -210,12 +210,12 @@ class CookieStore(Store):
         if self._shape.fullmatch(cookie_value) is None:
             log.debug("rejected a session cookie that is not shaped like one of this store's cookies")
             return None
-        flag = cookie_value[0]
-        try:
-            signed = self._signer.unsign(cookie_value)
-        except BadData:
+        # The shape check leaves exactly one separator, before the signature.
+        signed, signature = cookie_value.encode("ascii").rsplit(b".", 1)
+        if not self._signer.verify_signature(signed, signature):
             log.debug("rejected a session cookie whose signature does not verify")
             return None
+        flag = cookie_value[0]
         try:
             body = base64_decode(signed[1:])
             if flag == _ENCRYPTED:
@@ -273,7 +273,7 @@ class CookieStore(Store):
             return None
         if type(data) is not dict or type(flash) is not list:
             return None
-        if any(type(key) is not str for key in flash):
+        if flash and any(type(key) is not str for key in flash):
             return None
         record: SessionRecord = {
             "data": data,
