@@ -121,13 +121,17 @@ class CookieOptions:
 
     def expire_header(self, environ: Mapping[str, Any]) -> str:
         """The Set-Cookie header value that removes the cookie, with the same Path and Domain."""
+        return self.expire_other(self.name, self.path, self.domain, environ)
+
+    def expire_other(self, name: str, path: str, domain: Optional[str], environ: Mapping[str, Any]) -> str:
+        """The Set-Cookie header value that removes the cookie ``name`` set with this ``path`` and ``domain``."""
         return dump_cookie(
-            self.name,
+            name,
             "",
             max_age=0,
             expires=0,
-            path=self.path,
-            domain=self.domain,
+            path=path,
+            domain=domain,
             secure=self.is_secure(environ),
             httponly=self.httponly,
             samesite=self.samesite,

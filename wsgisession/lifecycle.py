@@ -38,9 +38,11 @@ from __future__ import annotations
 import logging
 from typing import Any, Dict, FrozenSet, List, Optional, Set, Tuple
 
+from .adoption import Adopter, Adoption
 from .cookies import CookieOptions
 from .errors import SessionError, SessionStoreError
 from .expiry import ExpiryPolicy
+from .serialization import encode_value
 from .session import Session, _UnstorableValue
 from .store import ChangeOutcome, SessionChanges, SessionLock, SessionRecord, Store, WSGIEnviron, generate_session_id
 
@@ -70,10 +72,11 @@ class Lifecycle:
     the cookie's name and attributes.  With a ``lock_timeout`` every request
     that touches its session takes the session's request lock, waiting at
     most that many seconds.  ``persistent`` is the default of
-    :attr:`Session.persistent` for new sessions.
+    :attr:`Session.persistent` for new sessions.  An ``adopter`` carries
+    sessions of a system being replaced over (:mod:`wsgisession.adoption`).
     """
 
-    __slots__ = ("store", "policy", "cookie", "lock_timeout", "persistent")
+    __slots__ = ("store", "policy", "cookie", "lock_timeout", "persistent", "adopter")
 
     def __init__(
         self,
@@ -83,12 +86,14 @@ class Lifecycle:
         *,
         lock_timeout: Optional[float] = None,
         persistent: bool = True,
+        adopter: Optional[Adopter] = None,
     ) -> None:
         self.store = store
         self.policy = policy
         self.cookie = cookie
         self.lock_timeout = lock_timeout
         self.persistent = persistent
+        self.adopter = adopter
 
     def begin(self, environ: WSGIEnviron, *, lock: bool = True) -> RequestLifecycle:
         """The lifecycle of one request, with its (not yet loaded) session.
@@ -113,7 +118,7 @@ class RequestLifecycle:
     __slots__ = (
         "session", "mutex", "environ", "settings", "store", "policy", "cookie", "lock_timeout", "persistent_default",
         "id", "new", "created", "refreshed", "base", "incoming", "retired", "claims", "claimed_in",
-        "lock", "gone", "responded", "failed",
+        "lock", "gone", "responded", "failed", "adoption",
     )  # fmt: skip
 
     id: str
@@ -126,6 +131,7 @@ class RequestLifecycle:
     claims: Dict[str, Any]
     claimed_in: Optional[Tuple[str, SessionRecord]]
     gone: bool
+    adoption: Optional[Adoption]
 
     def __init__(
         self, session: Session, settings: Lifecycle, environ: WSGIEnviron, lock_timeout: Optional[float]
@@ -155,6 +161,7 @@ class RequestLifecycle:
         self.claims = {}
         self.claimed_in = None
         self.gone = False
+        self.adoption = None
         value = self.incoming = self.cookie.read(self.environ)
         if value is not None:
             if self.lock_timeout is not None and store.is_valid_id(value):
@@ -172,7 +179,37 @@ class RequestLifecycle:
                 raise
             self._release_lock()  # nothing to lock for a fresh session
         self._start_fresh(now)
+        if settings.adopter is not None:
+            adopted = self._adopt(settings.adopter)
+            if adopted is not None:
+                return adopted
         return {}, {}, set(), self.persistent_default
+
+    def _adopt(self, adopter: Adopter) -> Optional[LoadedSession]:
+        # A fresh session starts with what the adopter found of the system
+        # being replaced, if anything.
+        try:
+            adoption = adopter(self.environ)
+        except SessionError:
+            raise
+        except Exception as exc:
+            raise SessionStoreError(
+                f"the adopter {adopter!r} could not read the old session: {type(exc).__name__}: {exc}"
+            ) from exc
+        if adoption is None:
+            return None
+        values = dict(adoption.data)
+        for key, value in values.items():
+            try:
+                if type(key) is not str:
+                    raise TypeError(f"the key {key!r} is not a str")
+                encode_value(value)
+            except (TypeError, ValueError, RecursionError) as exc:
+                log.warning("an old session was not adopted: its value %r can not be stored (%s)", key, exc)
+                return None
+        self.adoption = adoption
+        persistent = self.persistent_default if adoption.persistent is None else bool(adoption.persistent)
+        return values, {}, set(), persistent
 
     def _take_lock(self, id: str) -> None:
         assert self.lock_timeout is not None
@@ -269,7 +306,24 @@ class RequestLifecycle:
                 raise
             if set_cookie is not None:
                 headers.append(("Set-Cookie", set_cookie))
+            if self.adoption is not None:
+                headers.extend(self._legacy_expiries(set_cookie is not None))
             return headers
+
+    def _legacy_expiries(self, cookie_set: bool) -> Headers:
+        # The old system's cookies go; one that is the very cookie this
+        # response sets (the same name, path and domain) is replaced by it.
+        adoption = self.adoption
+        assert adoption is not None
+        self.adoption = None  # retired: a later save does not send them again
+        cookie = self.cookie
+        return [
+            ("Set-Cookie", cookie.expire_other(legacy.name, legacy.path, legacy.domain, self.environ))
+            for legacy in adoption.expire
+            if not (
+                cookie_set and (legacy.name, legacy.path, legacy.domain) == (cookie.name, cookie.path, cookie.domain)
+            )
+        ]
 
     def response_started(self, status: str) -> None:
         """The response started with ``status``: later changes follow its success or failure.
@@ -307,6 +361,14 @@ class RequestLifecycle:
 
     def _save_new(self, headers_open: bool) -> Optional[str]:
         session = self.session
+        adoption = self.adoption
+        if adoption is not None and headers_open and adoption.on_commit is not None and not adoption.on_commit():
+            # Another request adopted the old session first: its response
+            # carries the new session; this one sets none.
+            log.info("an old session was adopted by a concurrent request; this request's session was not saved")
+            self.adoption = None
+            self.gone = True
+            return None
         if session._is_empty():
             # delete(), an expired or rejected cookie, or nothing set: no record.
             if headers_open and self.incoming is not None:

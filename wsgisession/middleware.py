@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 
+from .adoption import Adopter
 from .cookies import CookieOptions
 from .errors import SessionError
 from .expiry import DEFAULT_EXPIRE_AFTER, Duration, ExpiryPolicy
@@ -42,8 +43,10 @@ class SessionMiddleware:
     browser-session cookies.  ``cookie_options`` takes ``path``, ``domain``,
     ``secure`` (True, False or "auto"), ``httponly``, ``samesite`` and
     ``partitioned``.  With ``lock=True`` requests of one session that touch it
-    run one at a time, waiting at most ``lock_timeout`` seconds.  ``clock``
-    returns Unix seconds; tests inject their own.
+    run one at a time, waiting at most ``lock_timeout`` seconds.  An
+    ``adopter`` carries the sessions of a system being replaced over, on a
+    browser's first visit (:mod:`wsgisession.adoption`).  ``clock`` returns
+    Unix seconds; tests inject their own.
     """
 
     def __init__(
@@ -60,6 +63,7 @@ class SessionMiddleware:
         environ_key: str = DEFAULT_ENVIRON_KEY,
         lock: bool = False,
         lock_timeout: float = 10.0,
+        adopter: Optional[Adopter] = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if store is None:
@@ -84,6 +88,7 @@ class SessionMiddleware:
             CookieOptions.from_mapping(cookie_name, cookie_options),
             lock_timeout=lock_timeout if lock else None,
             persistent=bool(persistent),
+            adopter=adopter,
         )
         self.environ_key = environ_key
 
