@@ -18,7 +18,7 @@ from itsdangerous import BadSignature, Signer, base64_decode, base64_encode
 from webtest import TestApp, TestResponse
 from werkzeug.http import parse_cookie
 
-from wsgisession import SessionCookieTooLarge, SessionMiddleware
+from wsgisession import SessionCookieTooLarge, SessionError, SessionMiddleware
 from wsgisession.store import generate_session_id
 from wsgisession.stores.cookie import COMPRESS_MIN_BYTES, MAX_COOKIE_CHARS, MIN_SECRET_KEY_BYTES, CookieStore
 from wsgisession.testing import FakeClock
@@ -760,3 +760,26 @@ def test_reading_a_flash_value_re_issues_the_cookie_without_it(make_app: Callabl
     assert response.json == "saved"
     assert payload_of(set_cookie_value(response) or "")[3] == {"keep": 1}
     assert reader.get("/").json is None
+
+
+def test_the_owner_travels_in_the_cookie_but_the_server_can_not_list_or_end_sessions(
+    make_app: Callable[..., TestApp],
+) -> None:
+    store = CookieStore(SECRET)
+
+    def handler(session: Any, environ: dict) -> Any:
+        if environ["PATH_INFO"] == "/login":
+            session.owner = "ann"
+            session.owner_details = {"agent": "laptop"}
+        return [session.owner, session.owner_details]
+
+    app = make_app(handler, store)
+    assert app.get("/login").json == ["ann", {"agent": "laptop"}]
+    assert app.get("/").json == ["ann", {"agent": "laptop"}]
+    for call in (
+        lambda: store.sessions_of("ann"),
+        lambda: store.end_session("ann", "0" * 32),
+        lambda: store.end_sessions("ann"),
+    ):
+        with pytest.raises(SessionError, match="generation number per user"):
+            call()

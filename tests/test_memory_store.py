@@ -7,9 +7,11 @@ from typing import Any, Callable
 import pytest
 from webtest import TestApp
 
+from wsgisession.store import Store
 from wsgisession.stores.memory import MemoryStore
 from wsgisession.testing import FakeClock
 
+from .owner_suite import OwnerSuite
 from .store_suite import ServerSideSuite, cookie_of
 from .support import counter_app
 
@@ -64,3 +66,22 @@ def test_stored_data_is_not_shared_with_the_handler(make_app: Callable[..., Test
     kept[0].append("mutated after the request")
     assert app.get("/").json == []
     assert cookie_of(app)
+
+
+class TestMemoryStoreOwners(OwnerSuite):
+    @pytest.fixture
+    def store(self, clock: FakeClock) -> MemoryStore:
+        return MemoryStore(clock=clock)
+
+    def index_size(self, store: Store, owner: str) -> int:
+        return len(store._owned.get(owner, ()))  # type: ignore[attr-defined]
+
+
+def test_evicted_sessions_leave_the_owner_index(make_app: Callable[..., TestApp]) -> None:
+    store = MemoryStore(max_entries=2)
+    for index in range(4):
+        app = make_app(lambda session, environ: setattr(session, "owner", "ann"), store)
+        app.get("/")
+    assert len(store) == 2
+    assert len(store._owned["ann"]) == 2
+    assert len(store.sessions_of("ann")) == 2

@@ -42,7 +42,7 @@ from .adoption import Adopter, Adoption
 from .cookies import CookieOptions
 from .errors import SessionError, SessionStoreError
 from .expiry import ExpiryPolicy
-from .serialization import encode_value
+from .serialization import decode_value, encode_value
 from .session import Session, _UnstorableValue
 from .store import ChangeOutcome, SessionChanges, SessionLock, SessionRecord, Store, WSGIEnviron, generate_session_id
 
@@ -61,8 +61,9 @@ _NOTHING: FrozenSet[str] = frozenset()
 
 #: What a session starts a request with: the decoded values, the encoded
 #: values as stored (the session compares against them), the stored keys that
-#: are flash values, and whether the cookie outlives the browser.
-LoadedSession = Tuple[Dict[str, Any], Dict[str, Any], Set[str], bool]
+#: are flash values, whether the cookie outlives the browser, the owner and
+#: the owner's details.
+LoadedSession = Tuple[Dict[str, Any], Dict[str, Any], Set[str], bool, Optional[str], Dict[str, Any]]
 
 
 class Lifecycle:
@@ -183,7 +184,7 @@ class RequestLifecycle:
             adopted = self._adopt(settings.adopter)
             if adopted is not None:
                 return adopted
-        return {}, {}, set(), self.persistent_default
+        return {}, {}, set(), self.persistent_default, None, {}
 
     def _adopt(self, adopter: Adopter) -> Optional[LoadedSession]:
         # A fresh session starts with what the adopter found of the system
@@ -209,7 +210,7 @@ class RequestLifecycle:
                 return None
         self.adoption = adoption
         persistent = self.persistent_default if adoption.persistent is None else bool(adoption.persistent)
-        return values, {}, set(), persistent
+        return values, {}, set(), persistent, None, {}
 
     def _take_lock(self, id: str) -> None:
         assert self.lock_timeout is not None
@@ -232,6 +233,13 @@ class RequestLifecycle:
             refreshed = float(record["refreshed"])
             persistent = record.get("persistent")
             persistent = self.persistent_default if persistent is None else bool(persistent)
+            owner = record.get("owner")
+            if owner is not None and type(owner) is not str:
+                raise TypeError(f"owner is a {type(owner).__name__}, not a str")
+            details = record.get("details") or {}
+            if type(details) is not dict:
+                raise TypeError(f"details is a {type(details).__name__}, not a dict")
+            details = decode_value(details) if details else {}
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise SessionStoreError(
                 f"{type(self.store).__name__} returned a malformed session record: {exc!r}"
@@ -246,7 +254,7 @@ class RequestLifecycle:
         self.created = created
         self.refreshed = refreshed
         self.base = record
-        return values, stored, stored_flash, persistent
+        return values, stored, stored_flash, persistent, owner, details
 
     def _start_fresh(self, now: float) -> None:
         self.id = generate_session_id()
@@ -388,6 +396,9 @@ class RequestLifecycle:
             "expires": expires,
             "persistent": session._persistent,
         }
+        if session._owner is not None:
+            record["owner"] = session._owner
+            record["details"] = encode_value(session._details)
         self.store.create_session(record, self.id, self.environ)
         self.new = False
         self.refreshed = now
@@ -431,7 +442,7 @@ class RequestLifecycle:
             # The store holds the changes now: later writes of this request start from them.
             self.refreshed = refreshed
             if changed:
-                if changes.cleared or changes.persistent is not None:
+                if changes.cleared or changes.persistent is not None or changes.owner is not None:
                     self.base = _next_base(self.base, changes)
                 session._saved(changes)
         persistent = session._persistent
@@ -506,6 +517,9 @@ def _next_base(base: Optional[SessionRecord], changes: SessionChanges) -> Sessio
         updated["generation"] = base.get("generation", 0) + 1
     if changes.persistent is not None:
         updated["persistent"] = changes.persistent
+    if changes.owner is not None:
+        updated["owner"] = changes.owner.owner
+        updated["details"] = dict(changes.owner.details)
     return updated
 
 

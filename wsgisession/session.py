@@ -19,8 +19,8 @@ from collections.abc import ItemsView, KeysView, MutableMapping, ValuesView
 from typing import TYPE_CHECKING, Any, Dict, FrozenSet, Iterator, Optional, Set, Tuple
 
 from .errors import SessionStoreError
-from .serialization import decode_value, encode_value
-from .store import _NO_VALUES, SessionChanges, SessionRecord
+from .serialization import decode_value, dumps, encode_value
+from .store import _NO_VALUES, MAX_DETAILS_BYTES, OwnerChange, SessionChanges, SessionRecord
 
 if TYPE_CHECKING:
     from .lifecycle import Lifecycle, RequestLifecycle  # noqa: F401
@@ -64,7 +64,8 @@ class Session(MutableMapping[str, Any]):
 
     __slots__ = (
         "_lifecycle", "_environ", "_request", "_mutex", "accessed", "_values", "_flash", "_stored", "_stored_flash",
-        "_touched", "_cleared", "_modified", "_persistent", "_persistent_changed",
+        "_touched", "_cleared", "_modified", "_persistent", "_persistent_changed", "_owner", "_details",
+        "_owner_changed",
     )  # fmt: skip
 
     _values: Dict[str, Any]
@@ -76,6 +77,9 @@ class Session(MutableMapping[str, Any]):
     _modified: bool
     _persistent: bool
     _persistent_changed: bool
+    _owner: Optional[str]
+    _details: Dict[str, Any]
+    _owner_changed: bool
 
     def __init__(self, lifecycle: Lifecycle, environ: WSGIEnviron) -> None:
         # Only what an untouched request needs: the request's lifecycle is
@@ -124,9 +128,17 @@ class Session(MutableMapping[str, Any]):
 
     def _load(self) -> None:
         request = self._request or self._new_request()
-        self._values, self._stored, self._stored_flash, self._persistent = request.load()
+        (
+            self._values,
+            self._stored,
+            self._stored_flash,
+            self._persistent,
+            self._owner,
+            self._details,
+        ) = request.load()
         self._flash = set(self._stored_flash)
         self._persistent_changed = False
+        self._owner_changed = False
         self._modified = False
         self._reset_changes()
 
@@ -333,6 +345,7 @@ class Session(MutableMapping[str, Any]):
             self._cleared = True
             self._modified = True
             self._set_persistent(self._loaded().persistent_default)
+            self._set_owner(None, {})
 
     def delete(self) -> None:
         """Destroy the session: its record is removed and the cookie expired in this response.
@@ -347,6 +360,7 @@ class Session(MutableMapping[str, Any]):
             self._forget_stored()
             self._persistent = self._loaded().persistent_default
             self._persistent_changed = False
+            self._owner, self._details, self._owner_changed = None, {}, False
             self._modified = True
 
     def regenerate(self) -> None:
@@ -416,6 +430,63 @@ class Session(MutableMapping[str, Any]):
         self._persistent = value
 
     @property
+    def owner(self) -> Optional[str]:
+        """Who the session belongs to: the application's id for the signed-in user, or None.
+
+        Set it at login; the store then lists the session among the owner's
+        (``store.sessions_of(owner)``) and can end it from another session.
+        ``clear()`` and ``delete()`` remove it, ``regenerate()`` keeps it.  A
+        session whose only content is its owner is not empty.  Setting a new
+        owner resets :attr:`owner_details`.
+        """
+        with self._mutex:
+            self._ensure_loaded()
+            return self._owner
+
+    @owner.setter
+    def owner(self, value: Optional[str]) -> None:
+        if value is not None and type(value) is not str:
+            raise TypeError(f"a session's owner is a str or None, not {type(value).__name__}")
+        with self._mutex:
+            self._ensure_loaded()
+            if value != self._owner:
+                self._set_owner(value, {})
+                self._modified = True
+
+    @property
+    def owner_details(self) -> Dict[str, Any]:
+        """What the application records about this session for its owner (a copy).
+
+        A dict of JSON-storable values of at most ``MAX_DETAILS_BYTES`` as
+        JSON, such as the browser's user agent and the time of login, for a
+        "your sessions" page.  It needs an owner.
+        """
+        with self._mutex:
+            self._ensure_loaded()
+            return copy.deepcopy(self._details)
+
+    @owner_details.setter
+    def owner_details(self, details: Dict[str, Any]) -> None:
+        if type(details) is not dict:
+            raise TypeError(f"owner_details is a dict, not {type(details).__name__}")
+        encoded = _encode("owner_details", details)
+        size = len(dumps(encoded).encode("utf-8"))
+        if size > MAX_DETAILS_BYTES:
+            raise ValueError(f"owner_details take {size} bytes as JSON, more than the {MAX_DETAILS_BYTES} allowed")
+        with self._mutex:
+            self._ensure_loaded()
+            if self._owner is None:
+                raise ValueError("owner_details need an owner: set session.owner first")
+            self._set_owner(self._owner, copy.deepcopy(details))
+            self._modified = True
+
+    def _set_owner(self, owner: Optional[str], details: Dict[str, Any]) -> None:
+        changed = owner != self._owner or details != self._details
+        self._owner_changed = self._owner_changed or changed
+        self._owner = owner
+        self._details = details
+
+    @property
     def created_at(self) -> datetime.datetime:
         """When the session was created (UTC)."""
         with self._mutex:
@@ -451,11 +522,11 @@ class Session(MutableMapping[str, Any]):
         return mutated
 
     def _is_empty(self) -> bool:
-        return not self._values
+        return not self._values and self._owner is None
 
     def _has_pending(self) -> bool:
         """False when nothing can have changed since the session was loaded or saved (cheap)."""
-        return bool(self._touched or self._cleared or self._persistent_changed)
+        return bool(self._touched or self._cleared or self._persistent_changed or self._owner_changed)
 
     def _changes(
         self, refreshed: float, expires: Optional[float], claimed: FrozenSet[str], base: Optional[SessionRecord]
@@ -489,13 +560,14 @@ class Session(MutableMapping[str, Any]):
             if is_flash:
                 new_flash = new_flash | {key}
         persistent = self._persistent if self._persistent_changed else None
-        if not to_set and not deleted and not self._cleared and persistent is None:
+        owner = OwnerChange(self._owner, _encode("owner_details", self._details)) if self._owner_changed else None
+        if not to_set and not deleted and not self._cleared and persistent is None and owner is None:
             return None
         if to_set:
             self._modified = True  # nested mutation counts, to the end of the request
         # Positional: one is built per write, and keywords cost more to bind.
         return SessionChanges(
-            to_set, deleted, new_flash, self._cleared, refreshed, expires, _NO_VALUES, claimed, persistent, base
+            to_set, deleted, new_flash, self._cleared, refreshed, expires, _NO_VALUES, claimed, persistent, owner, base
         )
 
     def _encoded(self) -> Tuple[Dict[str, Any], FrozenSet[str]]:
@@ -512,6 +584,7 @@ class Session(MutableMapping[str, Any]):
         self._stored = data
         self._stored_flash = set(flash)
         self._persistent_changed = False
+        self._owner_changed = False
         self._reset_changes()
 
     def _saved(self, changes: SessionChanges) -> None:
@@ -533,12 +606,14 @@ class Session(MutableMapping[str, Any]):
                 else:
                     stored_flash.discard(key)
         self._persistent_changed = False
+        self._owner_changed = False
         self._reset_changes()
 
     def _emptied(self) -> None:
         """The store removed the session, left without data; it starts afresh."""
         self._forget_stored()
         self._persistent_changed = False
+        self._owner_changed = False
 
 
 def _encode(key: str, value: Any) -> Any:

@@ -21,22 +21,31 @@ loaded (``changes.base``).  What a store needs between the load and the save
 
 from __future__ import annotations
 
+import datetime
 import enum
 import hashlib
 import logging
 import re
 import secrets
 from types import MappingProxyType
-from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Tuple, TypedDict
+from typing import Any, Dict, FrozenSet, List, Mapping, NamedTuple, Optional, Protocol, Tuple, TypedDict
 
 from .errors import SessionError
+from .serialization import decode_value
 
 __all__ = [
     "Store",
     "SessionRecord",
     "SessionChanges",
     "ChangeOutcome",
+    "OwnerChange",
+    "SessionInfo",
+    "MAX_DETAILS_BYTES",
     "SessionLock",
+    "is_empty",
+    "session_handle",
+    "session_info",
+    "SupportsId",
     "generate_session_id",
     "storage_key",
 ]
@@ -65,14 +74,83 @@ class SessionRecord(_RequiredRecordFields, total=False):
     Optional fields (records written by 0.1.0 lack them): ``generation``
     counts the ``clear()`` calls the session went through (missing means 0);
     ``persistent`` is False for a session whose cookie lasts until the browser
-    closes (missing means the middleware's default); ``version`` is the
-    store's own token for compare-and-swap, which the store puts in the record
-    it loads and finds again in ``changes.base``.
+    closes (missing means the middleware's default); ``owner`` is who the
+    session belongs to (the application's user id; missing or None for
+    nobody) and ``details`` what the application recorded about it for a
+    "your sessions" page; ``version`` is the store's own token for
+    compare-and-swap, which the store puts in the record it loads and finds
+    again in ``changes.base``.
     """
 
     generation: int
     persistent: bool
+    owner: Optional[str]
+    details: Dict[str, Any]
     version: Any
+
+
+#: The most a session's owner details take, as JSON.
+MAX_DETAILS_BYTES = 1024
+
+
+class OwnerChange(NamedTuple):
+    """A session's new owner (None for nobody) and the details recorded with it."""
+
+    owner: Optional[str]
+    details: Mapping[str, Any]
+
+
+def is_empty(record: SessionRecord) -> bool:
+    """True for a record with no data and no owner: a store removes it rather than keep it."""
+    return not record["data"] and record.get("owner") is None
+
+
+def session_handle(key: str) -> str:
+    """The public handle of the session stored under ``key`` (its :func:`storage_key`).
+
+    A one-way function of the key, and so of the id: a handle names a session
+    on a page, and can not be turned into the key, the id or a cookie.
+    """
+    return hashlib.sha256(b"wsgisession.handle\0" + key.encode("ascii")).hexdigest()[:32]
+
+
+class SessionInfo(NamedTuple):
+    """One of an owner's sessions, as :meth:`Store.sessions_of` lists them."""
+
+    #: A public reference for :meth:`Store.end_session` (not the id).
+    handle: str
+    #: When the session was created, and last written (UTC); the last use
+    #: is written at most once per refresh interval.
+    created_at: datetime.datetime
+    last_seen: datetime.datetime
+    #: True for the session of the request that asked.
+    current: bool
+    #: What the application recorded with the owner (see ``Session.owner_details``).
+    details: Mapping[str, Any]
+
+
+class SupportsId(Protocol):
+    """Anything with a session ``id``: a :class:`~wsgisession.Session`, as the owner methods take it."""
+
+    @property
+    def id(self) -> str:
+        """The session id."""
+
+
+def session_info(key: str, record: SessionRecord, current: bool) -> SessionInfo:
+    """The :class:`SessionInfo` of the record stored under ``key`` (its :func:`storage_key`)."""
+
+    def moment(seconds: float) -> datetime.datetime:
+        return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
+
+    details = record.get("details") or {}
+    return SessionInfo(
+        session_handle(key),
+        moment(record["created"]),
+        moment(record["refreshed"]),
+        current,
+        decode_value(details) if details else {},
+    )
 
 
 # The defaults of SessionChanges: nothing, shared and read-only.
@@ -111,6 +189,7 @@ class SessionChanges:
         "restore",
         "claimed",
         "persistent",
+        "owner",
         "base",
     )
 
@@ -136,6 +215,8 @@ class SessionChanges:
     claimed: FrozenSet[str]
     #: The session's new persistence flag, or None when it did not change.
     persistent: Optional[bool]
+    #: The session's new owner and details, or None when they did not change.
+    owner: Optional[OwnerChange]
     #: The record as this request loaded it (or last saved it), for stores
     #: that compare versions or build the whole record from it.  It is the
     #: request's own copy: a store that keeps a ``version`` in it may update
@@ -154,6 +235,7 @@ class SessionChanges:
         restore: Mapping[str, Any] = _NO_VALUES,
         claimed: FrozenSet[str] = _NO_KEYS,
         persistent: Optional[bool] = None,
+        owner: Optional[OwnerChange] = None,
         base: Optional[SessionRecord] = None,
     ) -> None:
         self.set = set
@@ -165,6 +247,7 @@ class SessionChanges:
         self.restore = restore
         self.claimed = claimed
         self.persistent = persistent
+        self.owner = owner
         self.base = base
 
     def __repr__(self) -> str:
@@ -180,7 +263,14 @@ class SessionChanges:
     @property
     def changes_data(self) -> bool:
         """False when only the expiry is refreshed (the claimed keys are already gone)."""
-        return bool(self.set or self.deleted or self.cleared or self.restore or self.persistent is not None)
+        return bool(
+            self.set
+            or self.deleted
+            or self.cleared
+            or self.restore
+            or self.persistent is not None
+            or self.owner is not None
+        )
 
     def apply_to(self, record: SessionRecord) -> SessionRecord:
         """Return a new record: ``record`` with these changes applied.
@@ -217,6 +307,9 @@ class SessionChanges:
             updated["expires"] = self.expires
         if self.persistent is not None:
             updated["persistent"] = self.persistent
+        if self.owner is not None:
+            updated["owner"] = self.owner.owner
+            updated["details"] = dict(self.owner.details)
         return updated
 
 
@@ -328,7 +421,7 @@ class Store:
         if record is None or record.get("generation", 0) != changes.generation:
             return ChangeOutcome.GONE
         updated = changes.apply_to(record)
-        if not updated["data"]:
+        if is_empty(updated):
             self.delete_session(id, environ)
             return ChangeOutcome.EMPTIED
         self.persist_session(updated, id, environ)
@@ -355,6 +448,23 @@ class Store:
         has no lock; stores that set :attr:`can_lock` override this.
         """
         raise SessionError(f"{type(self).__name__} does not support per-session locks (lock=True)")
+
+    # -- the sessions of an owner (stores that index them override these) ----------
+
+    def sessions_of(self, owner: str, current: Optional[SupportsId] = None) -> List[SessionInfo]:
+        """The live sessions of ``owner``, oldest first; ``current`` (a request's session) is marked.
+
+        The base class keeps no index of owners: raises ``SessionError``.
+        """
+        raise SessionError(f"{type(self).__name__} does not keep an index of its sessions' owners")
+
+    def end_session(self, owner: str, handle: str) -> bool:
+        """End the session of ``owner`` that ``handle`` names, as ``delete()`` would; False when there is none."""
+        raise SessionError(f"{type(self).__name__} does not keep an index of its sessions' owners")
+
+    def end_sessions(self, owner: str, keep: Optional[SupportsId] = None) -> int:
+        """End every session of ``owner`` but ``keep`` (a request's session), as ``delete()`` would; return how many."""
+        raise SessionError(f"{type(self).__name__} does not keep an index of its sessions' owners")
 
     def cleanup(self) -> int:
         """Delete expired records and return how many; stores that expire natively return 0."""

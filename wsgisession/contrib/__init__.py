@@ -313,6 +313,24 @@ class SessionProxy(MutableMapping[str, Any]):
         self.wrapped.persistent = value
 
     @property
+    def owner(self) -> Optional[str]:
+        """Who the session belongs to (see :attr:`Session.owner`)."""
+        return self.wrapped.owner
+
+    @owner.setter
+    def owner(self, value: Optional[str]) -> None:
+        self.wrapped.owner = value
+
+    @property
+    def owner_details(self) -> Dict[str, Any]:
+        """What the application records for the owner's "your sessions" page (see :attr:`Session.owner_details`)."""
+        return self.wrapped.owner_details
+
+    @owner_details.setter
+    def owner_details(self, details: Dict[str, Any]) -> None:
+        self.wrapped.owner_details = details
+
+    @property
     def id(self) -> str:
         """The session id the cookie carries (a secret)."""
         return self.wrapped.id

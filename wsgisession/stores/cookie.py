@@ -34,8 +34,9 @@ from typing import TYPE_CHECKING, Any, List, Optional, Pattern, Sequence, Tuple,
 
 from itsdangerous import BadData, Signer, base64_decode, base64_encode
 
+from ..errors import SessionError
 from ..serialization import dumps, loads
-from ..store import ChangeOutcome, SessionChanges, SessionRecord, Store, WSGIEnviron
+from ..store import ChangeOutcome, SessionChanges, SessionInfo, SessionRecord, Store, WSGIEnviron, is_empty
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -76,6 +77,12 @@ _ZLIB_WINDOW_BITS = 12
 _ZLIB_MEMORY_LEVEL = 4
 
 _NUMBER_TYPES = (int, float)
+
+_NO_INDEX = (
+    "CookieStore keeps each session in the browser's cookie: the server can neither list a user's sessions "
+    "nor end them.  Use a server-side store for that, or keep a generation number per user, store it in "
+    "the session at login and check it on every request (raising it ends every session of that user)."
+)
 
 SecretKey = Union[str, bytes]
 SecretKeys = Union[SecretKey, Sequence[SecretKey]]
@@ -147,16 +154,25 @@ class CookieStore(Store):
         """Nothing to store: the new cookie carries the changes.  ``EMPTIED`` when no data is left."""
         if changes.set or changes.restore:
             return _APPLIED  # (a failed request sets no cookie: the browser keeps its values)
-        assert changes.base is not None
-        if not changes.cleared:
-            gone = changes.deleted | changes.claimed
-            if any(key not in gone for key in changes.base["data"]):
-                return _APPLIED
-        return _EMPTIED
+        return _EMPTIED if is_empty(self._record(changes)) else _APPLIED
 
     def consume_flash(self, id: str, key: str, environ: WSGIEnviron) -> bool:
         """True: the new cookie leaves the value out (a copied older cookie still holds it)."""
         return True
+
+    # -- what a cookie can not do -----------------------------------------------------
+
+    def sessions_of(self, owner: str, current: Any = None) -> List[SessionInfo]:
+        """Refused: a session kept in the browser's cookie can not be listed on the server."""
+        raise SessionError(_NO_INDEX)
+
+    def end_session(self, owner: str, handle: str) -> bool:
+        """Refused: a session kept in the browser's cookie can not be ended on the server."""
+        raise SessionError(_NO_INDEX)
+
+    def end_sessions(self, owner: str, keep: Any = None) -> int:
+        """Refused: a session kept in the browser's cookie can not be ended on the server."""
+        raise SessionError(_NO_INDEX)
 
     # -- the cookie ----------------------------------------------------------------
 
@@ -168,8 +184,11 @@ class CookieStore(Store):
         """
         record = self._record(changes)
         payload: List[Any] = [id, record["created"], record["refreshed"], record["data"], record["flash"]]
-        if "persistent" in record:
-            payload.append(record["persistent"])
+        owner = record.get("owner")
+        if "persistent" in record or owner is not None:
+            payload.append(record.get("persistent"))
+        if owner is not None:
+            payload += [owner, record.get("details") or {}]
         body = dumps(payload).encode("utf-8")
         flag = _JSON
         if self.compress and len(body) >= COMPRESS_MIN_BYTES:
@@ -255,11 +274,14 @@ class CookieStore(Store):
     def _record_from(self, payload: object) -> Optional[Tuple[str, SessionRecord]]:
         # The signature says we wrote this payload; the checks keep a bug or a
         # leaked key from turning into a server error.
-        if type(payload) is not list or len(payload) not in (5, 6):
+        if type(payload) is not list or len(payload) not in (5, 6, 8):
             return None
         id, created, refreshed, data, flash = payload[:5]
-        persistent = payload[5] if len(payload) == 6 else None
+        persistent = payload[5] if len(payload) >= 6 else None
         if persistent is not None and type(persistent) is not bool:
+            return None
+        owner, details = payload[6:8] if len(payload) == 8 else (None, {})
+        if not (owner is None or type(owner) is str) or type(details) is not dict:
             return None
         if type(id) is not str or not self.is_valid_id(id):
             return None
@@ -284,6 +306,9 @@ class CookieStore(Store):
         }
         if persistent is not None:
             record["persistent"] = persistent
+        if owner is not None:
+            record["owner"] = owner
+            record["details"] = details
         return id, record
 
 

@@ -10,11 +10,24 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional, Set
 
 from ..errors import SessionLockTimeout
 from ..serialization import copy_data
-from ..store import ChangeOutcome, SessionChanges, SessionLock, SessionRecord, Store, WSGIEnviron
+from ..store import (
+    ChangeOutcome,
+    SessionChanges,
+    SessionInfo,
+    SessionLock,
+    SessionRecord,
+    Store,
+    SupportsId,
+    WSGIEnviron,
+    is_empty,
+    session_handle,
+    session_info,
+    storage_key,
+)
 
 __all__ = ["MemoryStore"]
 
@@ -42,6 +55,8 @@ class MemoryStore(Store):
         self.max_entries = max_entries
         self._clock = clock
         self._records: OrderedDict[str, SessionRecord] = OrderedDict()
+        # Owner -> the ids of their sessions; kept in step with _records.
+        self._owned: Dict[str, Set[str]] = {}
         self._mutex = threading.Lock()
         self._request_locks: Dict[str, _RequestLock] = {}
 
@@ -56,18 +71,42 @@ class MemoryStore(Store):
             return None
         expires = record["expires"]
         if expires is not None and self._clock() >= expires:
-            del self._records[id]
+            self._remove(id)
             return None
         self._records.move_to_end(id)
         return record
 
     def _put(self, id: str, record: SessionRecord) -> None:
         # The caller holds self._mutex.
-        self._records[id] = record
+        self._replace(id, record)
         self._records.move_to_end(id)
         self._sweep()
         while len(self._records) > self.max_entries:
-            self._records.popitem(last=False)
+            self._remove(next(iter(self._records)))
+
+    def _replace(self, id: str, record: SessionRecord) -> None:
+        # Store ``record`` under ``id``, keeping the owners' index in step.
+        previous = self._records.get(id)
+        old_owner = previous.get("owner") if previous is not None else None
+        owner = record.get("owner")
+        self._records[id] = record
+        if owner != old_owner:
+            if old_owner is not None:
+                self._unindex(old_owner, id)
+            if owner is not None:
+                self._owned.setdefault(owner, set()).add(id)
+
+    def _remove(self, id: str) -> None:
+        record = self._records.pop(id, None)
+        if record is not None and record.get("owner") is not None:
+            self._unindex(record["owner"], id)  # type: ignore[arg-type]
+
+    def _unindex(self, owner: str, id: str) -> None:
+        ids = self._owned.get(owner)
+        if ids is not None:
+            ids.discard(id)
+            if not ids:
+                del self._owned[owner]
 
     def _sweep(self) -> None:
         now = self._clock()
@@ -78,7 +117,7 @@ class MemoryStore(Store):
             expires = self._records[oldest_id]["expires"]
             if expires is None or now < expires:
                 return
-            del self._records[oldest_id]
+            self._remove(oldest_id)
 
     def get_session(self, id: str, environ: WSGIEnviron) -> Optional[SessionRecord]:
         with self._mutex:
@@ -103,7 +142,7 @@ class MemoryStore(Store):
 
     def delete_session(self, id: str, environ: WSGIEnviron) -> None:
         with self._mutex:
-            self._records.pop(id, None)
+            self._remove(id)
 
     def apply_changes(self, id: str, changes: SessionChanges, environ: WSGIEnviron) -> ChangeOutcome:
         # Applied under the store's lock to the current record: concurrent
@@ -116,10 +155,13 @@ class MemoryStore(Store):
             if record is None or record.get("generation", 0) != changes.generation:
                 return _GONE
             updated = changes.apply_to(record)
-            if not updated["data"]:
-                del self._records[id]
+            if is_empty(updated):
+                self._remove(id)
                 return _EMPTIED
-            self._records[id] = updated
+            if changes.owner is None:
+                self._records[id] = updated  # the owner did not change: no index work
+            else:
+                self._replace(id, updated)
             return _APPLIED
 
     def consume_flash(self, id: str, key: str, environ: WSGIEnviron) -> bool:
@@ -158,8 +200,36 @@ class MemoryStore(Store):
                 id for id, record in self._records.items() if record["expires"] is not None and now >= record["expires"]
             ]
             for id in expired:
-                del self._records[id]
+                self._remove(id)
         return len(expired)
+
+    # -- the sessions of an owner ------------------------------------------------------
+
+    def sessions_of(self, owner: str, current: Optional[SupportsId] = None) -> List[SessionInfo]:
+        """The live sessions of ``owner``, oldest first, from the index this store keeps."""
+        current_id = current.id if current is not None else None  # before the lock: it may load the session
+        with self._mutex:
+            found = [(id, self._live(id)) for id in sorted(self._owned.get(owner, ()))]
+        infos = [session_info(storage_key(id), record, id == current_id) for id, record in found if record is not None]
+        return sorted(infos, key=lambda info: info.created_at)
+
+    def end_session(self, owner: str, handle: str) -> bool:
+        """End ``owner``'s session named by ``handle``, as ``delete()`` would; False when there is none."""
+        with self._mutex:
+            for id in list(self._owned.get(owner, ())):
+                if session_handle(storage_key(id)) == handle:
+                    self._remove(id)
+                    return True
+        return False
+
+    def end_sessions(self, owner: str, keep: Optional[SupportsId] = None) -> int:
+        """End every session of ``owner`` but ``keep``, as ``delete()`` would; return how many."""
+        keep_id = keep.id if keep is not None else None
+        with self._mutex:
+            ended = [id for id in self._owned.get(owner, ()) if id != keep_id and self._live(id) is not None]
+            for id in ended:
+                self._remove(id)
+        return len(ended)
 
 
 class _RequestLock:
