@@ -79,7 +79,7 @@ class TestMemoryStoreOwners(OwnerSuite):
 
 def test_evicted_sessions_leave_the_owner_index(make_app: Callable[..., TestApp]) -> None:
     store = MemoryStore(max_entries=2)
-    for index in range(4):
+    for _ in range(4):
         app = make_app(lambda session, environ: setattr(session, "owner", "ann"), store)
         app.get("/")
     assert len(store) == 2
