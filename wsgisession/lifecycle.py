@@ -44,7 +44,16 @@ from .errors import SessionError, SessionStoreError
 from .expiry import ExpiryPolicy
 from .serialization import decode_value, encode_value
 from .session import Session, _UnstorableValue
-from .store import ChangeOutcome, SessionChanges, SessionLock, SessionRecord, Store, WSGIEnviron, generate_session_id
+from .store import (
+    ChangeOutcome,
+    OwnerChange,
+    SessionChanges,
+    SessionLock,
+    SessionRecord,
+    Store,
+    WSGIEnviron,
+    generate_session_id,
+)
 
 __all__ = ["Lifecycle", "RequestLifecycle", "LoadedSession", "Headers", "with_vary_cookie"]
 
@@ -57,6 +66,7 @@ Headers = List[Tuple[str, str]]
 _APPLIED, _EMPTIED, _GONE = ChangeOutcome.APPLIED, ChangeOutcome.EMPTIED, ChangeOutcome.GONE
 
 _NOTHING: FrozenSet[str] = frozenset()
+_NO_OWNER = OwnerChange(None, {})
 
 
 #: What a session starts a request with: the decoded values, the encoded
@@ -128,7 +138,9 @@ class RequestLifecycle:
     refreshed: float
     base: Optional[SessionRecord]
     incoming: Optional[str]
-    retired: List[str]
+    #: Ids this request replaced or found expired, each with the record it
+    #: loaded under it (None when that record is simply to be deleted).
+    retired: List[Tuple[str, Optional[SessionRecord]]]
     claims: Dict[str, Any]
     claimed_in: Optional[Tuple[str, SessionRecord]]
     gone: bool
@@ -247,7 +259,7 @@ class RequestLifecycle:
         if self.policy.is_expired(created, refreshed, now):
             log.debug("session expired; starting a fresh one")
             self._release_lock()
-            self.retired.append(id)
+            self.retired.append((id, None))
             return None
         self.id = id
         self.new = False
@@ -266,7 +278,7 @@ class RequestLifecycle:
     def replace_id(self, *, keep_created: bool) -> None:
         """Give the session a new id; the record under the old one is deleted when the response starts."""
         if not self.new:
-            self.retired.append(self.id)
+            self.retired.append((self.id, self.base))
         created = self.created
         self._start_fresh(self.policy.clock())
         if keep_created:
@@ -353,6 +365,10 @@ class RequestLifecycle:
             if not (headers_open and policy.refresh_due(self.refreshed, policy.clock())):
                 return None  # the common read-only request: nothing to save
         try:
+            if self.new and self.retired and headers_open and not session._is_empty() and not self._retire_loaded():
+                self.gone = True
+                log.info("session was deleted, ended or cleared by another request; it was not regenerated")
+                return None
             if self.new:
                 set_cookie = self._save_new(headers_open)
             else:
@@ -360,12 +376,37 @@ class RequestLifecycle:
             if self.new and not session._is_empty():
                 return set_cookie  # a regenerated id that could not reach the browser: keep the old record
             while self.retired:
-                self.store.delete_session(self.retired.pop(), self.environ)
+                self.store.delete_session(self.retired.pop()[0], self.environ)
         except (SessionError, _UnstorableValue):
             raise
         except Exception as exc:
             raise _store_failure(self.store, "save the session", exc) from exc
         return set_cookie
+
+    def _retire_loaded(self) -> bool:
+        # Before a regenerated session is written under its new id, the
+        # record it replaces goes, on the condition that it is still the one
+        # this request loaded (the store checks the generation, as for any
+        # change): a session deleted, ended or cleared meanwhile is not
+        # carried over to a new id.  Removing first means a failure between
+        # the two writes loses the session rather than resurrecting it.
+        if self.store.client_side:
+            return True
+        kept: List[Tuple[str, Optional[SessionRecord]]] = []
+        for id, base in self.retired:
+            if base is None:
+                kept.append((id, base))
+                continue
+            changes = SessionChanges(
+                cleared=True, refreshed=base["refreshed"], expires=base["expires"], owner=_NO_OWNER, base=base
+            )
+            outcome = _outcome(self.store.apply_changes(id, changes, self.environ))
+            if outcome is _GONE:
+                return False
+            if outcome is _APPLIED:  # a store that keeps empty records: remove it outright
+                kept.append((id, None))
+        self.retired = kept
+        return True
 
     def _save_new(self, headers_open: bool) -> Optional[str]:
         session = self.session
