@@ -296,10 +296,12 @@ def _flask_session_engine(app: Flask) -> Any:
             raise ValueError(
                 "WSGISESSION_ADOPT_FLASK_SESSION needs SESSION_SQLALCHEMY, the database Flask-Session used"
             )
-    if hasattr(database, "engines"):
-        with app.app_context():
-            return database.engines[config.get("SESSION_SQLALCHEMY_BIND_KEY")]
-    return database
+    import sqlalchemy as sa
+
+    if isinstance(database, (str, sa.URL, sa.Engine)):
+        return database
+    with app.app_context():
+        return database.engines[config.get("SESSION_SQLALCHEMY_BIND_KEY")]
 
 
 class WsgiSession:
