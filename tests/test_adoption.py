@@ -199,8 +199,7 @@ def test_an_old_cookie_of_our_name_beside_ours_is_removed_only_when_it_is_anothe
     client.get("/")
     ours = client.cookies["session"]
     assert set_cookies(client.get("/", headers={"Cookie": f"session={ours}"})) == []
-    # A browser sends a cookie per path: ours first (the longer path wins
-    # otherwise, and then the old one is read, as before the switch).
+    # A browser sends one cookie of a name per path.
     response = client.get("/", headers={"Cookie": f"session={ours}; session=old-id"})
     assert response.json["data"] == {"user": "bob"}
     cookies = set_cookies(response)

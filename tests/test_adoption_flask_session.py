@@ -138,8 +138,9 @@ def logged_in_on_flask_session(backend: Backend, permanent: bool = True, **confi
     app = flask_app(backend, **config)
     flask_session.Session(app)
     client = browser(add_login_routes(app))
+    keys = set(backend.keys())
     client.post(f"/login?permanent={int(permanent)}")
-    assert len(backend.keys()) == 1
+    assert len(set(backend.keys()) - keys) == 1
     return client
 
 
@@ -292,15 +293,21 @@ def test_an_expired_sql_record_is_not_adopted(tmp_path: Path, clock: FakeClock) 
 
 def test_wsgisession_may_not_share_flask_sessions_table(tmp_path: Path, clock: FakeClock) -> None:
     backend = SQLiteBackend(tmp_path / "app.sqlite3")
-    logged_in_on_flask_session(backend)
+    client = logged_in_on_flask_session(backend)
+    logged_in_on_flask_session(backend)  # another user, who has not come back yet
     store = SQLAlchemyStore(backend.url, clock=clock)  # the default table name: "sessions" too
     with pytest.raises(ValueError, match="table of its own"):
         switched_app(backend, clock, store)
     store.engine.dispose()
 
-    # Pointed at wsgisession's table by hand, the adopter says what it found.
+    # With a table of its own in the same database, both live side by side.
     ours = SQLAlchemyStore(backend.url, table_name="wsgisession_sessions", clock=clock)
-    browser(SessionMiddleware(json_app(lambda session, environ: session.setdefault("x", "1")), ours)).get("/")
+    client.app = switched_app(backend, clock, ours)
+    assert client.get("/me").json["user"] == "ann"
+    assert client.get("/cart").json == {"cart": ["tea", 2]}
+    assert len(backend.keys()) == 1  # the other user's session waits
+
+    # Pointed at wsgisession's table by hand, the adopter says what it found.
     adopter = FlaskSessionSQLAlchemyAdopter(backend.engine, "wsgisession_sessions", clock=clock)
     with pytest.raises(SessionStoreError, match="not Flask-Session's.*wsgisession's own table"):
         adopter.check_table()
