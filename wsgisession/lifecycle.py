@@ -8,14 +8,20 @@ Pyramid without the middleware).  The flow, top to bottom:
 1. **Open** (:meth:`RequestLifecycle.load`, on the application's first touch
    of the session): read the cookie, take the request lock, load the record,
    apply expiry.  A missing, rejected, unknown or expired cookie gives a fresh
-   session with a new id; an id the browser offers is never adopted.
+   session with a new id; an id the browser offers is never adopted.  A fresh
+   session starts with the data of the replaced system's session when the
+   adopter finds one (:mod:`wsgisession.adoption`).
 2. **Respond** (:meth:`RequestLifecycle.response_headers`, once, just before
    any byte of the response can reach the client): add ``Vary: Cookie`` to an
    accessed session's response, merged into any ``Vary`` already there.  For
    a 5xx response nothing is saved.  Otherwise the request's changes are
    saved and the Set-Cookie is decided:
 
-   * a new session with data is created and gets its cookie;
+   * a new session with data is created and gets its cookie; an adopted
+     one first retires the old session (``on_commit``), is not saved when a
+     concurrent request retired it first, and removes the old cookies
+     (except the one its own cookie replaces); the old cookies a browser
+     brings beside an opened session are removed too;
    * a session the request left empty has its record removed and its cookie
      expired (so does a rejected cookie whose session stayed empty);
    * an existing session's changes are applied to the stored record; the
