@@ -316,3 +316,27 @@ def test_wsgisession_may_not_share_flask_sessions_table(tmp_path: Path, clock: F
     with pytest.raises(SessionStoreError, match="not Flask-Session's"):
         client.get("/")
     ours.engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "config, error",
+    [
+        ({"SESSION_TYPE": "filesystem"}, "redis and sqlalchemy backends"),
+        ({"SESSION_TYPE": "redis"}, "needs SESSION_REDIS"),
+        ({"SESSION_TYPE": "sqlalchemy"}, "needs SESSION_SQLALCHEMY"),
+        (
+            {"SESSION_TYPE": "redis", "SESSION_REDIS": object(), "SESSION_USE_SIGNER": True, "SECRET_KEY": None},
+            "secret",
+        ),
+    ],
+)
+def test_settings_that_can_not_work_fail_when_the_app_is_set_up(
+    clock: FakeClock, config: Dict[str, Any], error: str
+) -> None:
+    app = flask.Flask(__name__)
+    app.config.update(
+        SECRET_KEY=SECRET, WSGISESSION_STORE=MemoryStore(clock=clock), WSGISESSION_ADOPT_FLASK_SESSION=True
+    )
+    app.config.update(config)
+    with pytest.raises(ValueError, match=error):
+        WsgiSession(app, clock=clock)

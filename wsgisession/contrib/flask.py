@@ -211,7 +211,8 @@ def adopter_from_config(
     they are adopted (``PERMANENT_SESSION_LIFETIME``).
     ``WSGISESSION_ADOPT_FLASK_SESSION`` (or ``adopt_flask_session``) adopts
     Flask-Session's records, found with its keys (``SESSION_TYPE`` "redis"
-    with ``SESSION_REDIS``, or "sqlalchemy" with ``SESSION_SQLALCHEMY``,
+    with ``SESSION_REDIS``, or "sqlalchemy" with ``SESSION_SQLALCHEMY``, the
+    Flask-SQLAlchemy object or an Engine,
     ``SESSION_SQLALCHEMY_TABLE``, ``SESSION_SQLALCHEMY_SCHEMA``,
     ``SESSION_SQLALCHEMY_BIND_KEY``; ``SESSION_KEY_PREFIX``,
     ``SESSION_USE_SIGNER``); ``WSGISESSION_ADOPT_PICKLE = True`` reads the
@@ -287,17 +288,17 @@ def _flask_session_adopter(app: Flask, store: Store, clock: Callable[[], float])
 def _flask_session_engine(app: Flask) -> Any:
     # SESSION_SQLALCHEMY is the Flask-SQLAlchemy object Flask-Session used
     # (its engine is the app's, found in an app context); an Engine or a URL
-    # also serves.  Without it Flask-Session used SQLALCHEMY_DATABASE_URI.
+    # also serves.  Flask-Session's own fallback, a new Flask-SQLAlchemy
+    # object, is not repeated: it may resolve a relative SQLite path elsewhere.
+    import sqlalchemy as sa
+
     config = app.config
     database = config.get("SESSION_SQLALCHEMY")
     if database is None:
-        database = config.get("SQLALCHEMY_DATABASE_URI")
-        if database is None:
-            raise ValueError(
-                "WSGISESSION_ADOPT_FLASK_SESSION needs SESSION_SQLALCHEMY, the database Flask-Session used"
-            )
-    import sqlalchemy as sa
-
+        raise ValueError(
+            "WSGISESSION_ADOPT_FLASK_SESSION needs SESSION_SQLALCHEMY: the Flask-SQLAlchemy object "
+            "(or an Engine or URL) of the database Flask-Session used"
+        )
     if isinstance(database, (str, sa.URL, sa.Engine)):
         return database
     with app.app_context():
