@@ -8,14 +8,20 @@ Pyramid without the middleware).  The flow, top to bottom:
 1. **Open** (:meth:`RequestLifecycle.load`, on the application's first touch
    of the session): read the cookie, take the request lock, load the record,
    apply expiry.  A missing, rejected, unknown or expired cookie gives a fresh
-   session with a new id; an id the browser offers is never adopted.
+   session with a new id; an id the browser offers is never adopted.  A fresh
+   session starts with the data of the replaced system's session when the
+   adopter finds one (:mod:`wsgisession.adoption`).
 2. **Respond** (:meth:`RequestLifecycle.response_headers`, once, just before
    any byte of the response can reach the client): add ``Vary: Cookie`` to an
    accessed session's response, merged into any ``Vary`` already there.  For
    a 5xx response nothing is saved.  Otherwise the request's changes are
    saved and the Set-Cookie is decided:
 
-   * a new session with data is created and gets its cookie;
+   * a new session with data is created and gets its cookie; an adopted
+     one first retires the old session (``on_commit``), is not saved when a
+     concurrent request retired it first, and removes the old cookies
+     (except the one its own cookie replaces); the old cookies a browser
+     brings beside an opened session are removed too;
    * a session the request left empty has its record removed and its cookie
      expired (so does a rejected cookie whose session stayed empty);
    * an existing session's changes are applied to the stored record; the
@@ -36,10 +42,10 @@ Pyramid without the middleware).  The flow, top to bottom:
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, FrozenSet, List, Optional, Set, Tuple
+from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Set, Tuple
 
-from .adoption import Adopter, Adoption
-from .cookies import CookieOptions
+from .adoption import Adopter, Adoption, LegacyCookie
+from .cookies import CookieOptions, count_cookies
 from .errors import SessionError, SessionStoreError
 from .expiry import ExpiryPolicy
 from .serialization import decode_value, encode_value
@@ -84,10 +90,12 @@ class Lifecycle:
     that touches its session takes the session's request lock, waiting at
     most that many seconds.  ``persistent`` is the default of
     :attr:`Session.persistent` for new sessions.  An ``adopter`` carries
-    sessions of a system being replaced over (:mod:`wsgisession.adoption`).
+    sessions of a system being replaced over (:mod:`wsgisession.adoption`);
+    the old cookies it names in ``legacy_cookies`` are removed from browsers
+    that bring them beside a session of ours.
     """
 
-    __slots__ = ("store", "policy", "cookie", "lock_timeout", "persistent", "adopter")
+    __slots__ = ("store", "policy", "cookie", "lock_timeout", "persistent", "adopter", "legacy_cookies")
 
     def __init__(
         self,
@@ -105,6 +113,7 @@ class Lifecycle:
         self.lock_timeout = lock_timeout
         self.persistent = persistent
         self.adopter = adopter
+        self.legacy_cookies: Tuple[LegacyCookie, ...] = tuple(getattr(adopter, "legacy_cookies", ()))
 
     def begin(self, environ: WSGIEnviron, *, lock: bool = True) -> RequestLifecycle:
         """The lifecycle of one request, with its (not yet loaded) session.
@@ -129,7 +138,7 @@ class RequestLifecycle:
     __slots__ = (
         "session", "mutex", "environ", "settings", "store", "policy", "cookie", "lock_timeout", "persistent_default",
         "id", "new", "created", "refreshed", "base", "incoming", "retired", "claims", "claimed_in",
-        "lock", "gone", "responded", "failed", "adoption",
+        "lock", "gone", "responded", "failed", "adoption", "stale_cookies",
     )  # fmt: skip
 
     id: str
@@ -145,6 +154,7 @@ class RequestLifecycle:
     claimed_in: Optional[Tuple[str, SessionRecord]]
     gone: bool
     adoption: Optional[Adoption]
+    stale_cookies: List[LegacyCookie]
 
     def __init__(
         self, session: Session, settings: Lifecycle, environ: WSGIEnviron, lock_timeout: Optional[float]
@@ -175,6 +185,7 @@ class RequestLifecycle:
         self.claimed_in = None
         self.gone = False
         self.adoption = None
+        self.stale_cookies = []
         value = self.incoming = self.cookie.read(self.environ)
         if value is not None:
             if self.lock_timeout is not None and store.is_valid_id(value):
@@ -184,6 +195,8 @@ class RequestLifecycle:
                 if found is not None:
                     loaded = self._open(*found, now)
                     if loaded is not None:
+                        if settings.legacy_cookies:
+                            self.stale_cookies = self._carried_legacy_cookies(settings.legacy_cookies)
                         return loaded
             except BaseException as exc:
                 self._release_lock()
@@ -223,6 +236,20 @@ class RequestLifecycle:
         self.adoption = adoption
         persistent = self.persistent_default if adoption.persistent is None else bool(adoption.persistent)
         return values, {}, set(), persistent, None, {}
+
+    def _carried_legacy_cookies(self, legacy_cookies: Tuple[LegacyCookie, ...]) -> List[LegacyCookie]:
+        # A browser that brings a session of ours keeps it; the old system's
+        # cookies it still carries go.  A cookie of the same name as ours
+        # counts only beside ours (the browser sends both), and the very
+        # cookie of ours (same name, path and domain) is never one of them.
+        cookie = self.cookie
+        carried = []
+        for legacy in legacy_cookies:
+            if (legacy.name, legacy.path, legacy.domain) == (cookie.name, cookie.path, cookie.domain):
+                continue
+            if count_cookies(self.environ, legacy.name) > (1 if legacy.name == cookie.name else 0):
+                carried.append(legacy)
+        return carried
 
     def _take_lock(self, id: str) -> None:
         assert self.lock_timeout is not None
@@ -327,19 +354,20 @@ class RequestLifecycle:
             if set_cookie is not None:
                 headers.append(("Set-Cookie", set_cookie))
             if self.adoption is not None:
-                headers.extend(self._legacy_expiries(set_cookie is not None))
+                legacy_cookies, self.adoption = self.adoption.expire, None  # a later save does not send them again
+                headers.extend(self._legacy_expiries(legacy_cookies, set_cookie is not None))
+            elif self.stale_cookies:
+                legacy_cookies, self.stale_cookies = self.stale_cookies, []
+                headers.extend(self._legacy_expiries(legacy_cookies, set_cookie is not None))
             return headers
 
-    def _legacy_expiries(self, cookie_set: bool) -> Headers:
+    def _legacy_expiries(self, legacy_cookies: Sequence[LegacyCookie], cookie_set: bool) -> Headers:
         # The old system's cookies go; one that is the very cookie this
         # response sets (the same name, path and domain) is replaced by it.
-        adoption = self.adoption
-        assert adoption is not None
-        self.adoption = None  # retired: a later save does not send them again
         cookie = self.cookie
         return [
             ("Set-Cookie", cookie.expire_other(legacy.name, legacy.path, legacy.domain, self.environ))
-            for legacy in adoption.expire
+            for legacy in legacy_cookies
             if not (
                 cookie_set and (legacy.name, legacy.path, legacy.domain) == (cookie.name, cookie.path, cookie.domain)
             )
