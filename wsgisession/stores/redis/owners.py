@@ -217,18 +217,23 @@ class OwnerIndex:
         return removed
 
     def _prune_sets(self, keys: List[str]) -> int:
+        # As _prune, for many sets: the removals go in one pipeline.
         now = self._clock()
-        return sum(self._prune(entries, now) for entries in self._examine(keys))
+        calls = [call for call in (self._removal(entries, now) for entries in self._examine(keys)) if call]
+        return sum(int(removed) for removed in _REMOVE_OLDER.run_many(self.client, calls)) if calls else 0
 
     def _prune(self, entries: _Set, now: float) -> int:
         # Removes the set's members that are neither live sessions of its
         # owner nor recent; answers how many went.
+        call = self._removal(entries, now)
+        return int(_REMOVE_OLDER(self.client, *call)) if call else 0
+
+    def _removal(self, entries: _Set, now: float) -> Optional[Tuple[List[str], List[str]]]:
+        # The keys and arguments of _REMOVE_OLDER for a set's stale members; None when there are none.
         key, members = entries
         cutoff = now - INDEX_GRACE
         stale = [member for member, score, record in members if score <= cutoff and not self._is_live(record, key, now)]
-        if not stale:
-            return 0
-        return int(_REMOVE_OLDER(self.client, [key], [repr(cutoff), *stale]))
+        return ([key], [repr(cutoff), *stale]) if stale else None
 
     def _is_live(self, record: Optional[SessionRecord], key: str, now: float) -> bool:
         # A record whose owner's set is ``key``, and that has not expired.
