@@ -73,7 +73,7 @@ class Lifecycle:
     the cookie's name and attributes.  With a ``lock_timeout`` every request
     that touches its session takes the session's request lock, waiting at
     most that many seconds.  ``persistent`` is the default of
-    :attr:`Session.persistent` for new sessions.  An ``adopter`` carries
+    :attr:`wsgisession.Session.persistent` for new sessions.  An ``adopter`` carries
     sessions of a system being replaced over (:mod:`wsgisession.adoption`).
     """
 
@@ -111,7 +111,7 @@ class Lifecycle:
 class RequestLifecycle:
     """One request's session from its first touch to the end of the response.
 
-    ``session`` is the :class:`Session` the application uses.  Whoever begins
+    ``session`` is the :class:`~wsgisession.Session` the application uses.  Whoever begins
     it calls :meth:`response_headers` when the response starts and
     :meth:`end` when it is finished.
     """

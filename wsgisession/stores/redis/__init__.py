@@ -22,9 +22,9 @@ one ``json.loads`` into the record itself.  Hashes written before it existed
 (0.1.0) have none; a second call then builds the record from their fields.
 The hash's Redis TTL follows the record's expiry plus a small grace.
 
-The other modules of this package: :mod:`.clients` (clients built from URLs,
-with bounded waits), :mod:`.lock` (the request lock, a queue),
-:mod:`.lua` (running scripts by their SHA).
+The other modules of this package: ``clients`` (clients built from URLs,
+with bounded waits), ``lock`` (the request lock, a queue),
+``lua`` (running scripts by their SHA).
 """
 
 from __future__ import annotations
@@ -287,7 +287,7 @@ class RedisStore(Store):
 
     ``client_or_url`` is a URL (``redis://``, ``rediss://``, ``unix://``,
     ``redis+sentinel://``, ``redis+cluster://``: see
-    :mod:`wsgisession.stores.redis.clients`), whose client waits a bounded
+    :doc:`/stores/redis`), whose client waits a bounded
     time for every reply, or a redis-py client (plain, Sentinel master,
     cluster) used with its own settings.  Records expire through Redis TTLs
     set to their expiry (by ``clock``, which must match the middleware's)
@@ -459,7 +459,7 @@ class RedisStore(Store):
         return int(removed) == 1
 
     def lock_session(self, id: str, timeout: float, environ: WSGIEnviron) -> SessionLock:
-        """Wait in line for the session's request lock, at most ``timeout`` seconds (see :mod:`.lock`).
+        """Wait in line for the session's request lock, at most ``timeout`` seconds (see ``wsgisession.stores.redis.lock``).
 
         Raises ``SessionLockTimeout`` when the requests before this one hold it
         all along; a held lock expires after ``lock_expire_after``.
