@@ -50,6 +50,7 @@ __all__ = ["Lifecycle", "RequestLifecycle", "LoadedSession", "Headers", "with_va
 
 log = logging.getLogger("wsgisession")
 
+#: A response's headers as WSGI passes them: ``(name, value)`` pairs.
 Headers = List[Tuple[str, str]]
 
 # Enum members are looked up once: on CPython 3.11 that lookup costs more
