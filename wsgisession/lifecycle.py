@@ -65,6 +65,7 @@ __all__ = ["Lifecycle", "RequestLifecycle", "LoadedSession", "Headers", "with_va
 
 log = logging.getLogger("wsgisession")
 
+#: A response's headers as WSGI passes them: ``(name, value)`` pairs.
 Headers = List[Tuple[str, str]]
 
 # Enum members are looked up once: on CPython 3.11 that lookup costs more
@@ -89,7 +90,7 @@ class Lifecycle:
     the cookie's name and attributes.  With a ``lock_timeout`` every request
     that touches its session takes the session's request lock, waiting at
     most that many seconds.  ``persistent`` is the default of
-    :attr:`Session.persistent` for new sessions.  An ``adopter`` carries
+    :attr:`wsgisession.Session.persistent` for new sessions.  An ``adopter`` carries
     sessions of a system being replaced over (:mod:`wsgisession.adoption`);
     the old cookies it names in ``legacy_cookies`` are removed from browsers
     that bring them beside a session of ours.
@@ -130,7 +131,7 @@ class Lifecycle:
 class RequestLifecycle:
     """One request's session from its first touch to the end of the response.
 
-    ``session`` is the :class:`Session` the application uses.  Whoever begins
+    ``session`` is the :class:`~wsgisession.Session` the application uses.  Whoever begins
     it calls :meth:`response_headers` when the response starts and
     :meth:`end` when it is finished.
     """

@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 #: The key under which an integration that opens sessions itself (Pyramid's
-#: ``includeme``) keeps its settings, a :class:`SessionMiddleware`, in the
+#: ``includeme``) keeps its settings, a :class:`~wsgisession.SessionMiddleware`, in the
 #: framework's registry; ``wsgisession.testing`` looks for it there.
 REGISTRY_KEY = "wsgisession.middleware"
 
@@ -61,7 +61,7 @@ def store_from_url(
 
     ``memory``, ``cookie`` (needs ``secret_key``), ``redis://``, ``rediss://``,
     ``unix://``, ``redis+sentinel://`` or ``redis+cluster://`` URLs (see
-    :mod:`wsgisession.stores.redis.clients`), any SQLAlchemy URL (``sqlite:///sessions.sqlite3``,
+    :doc:`/stores/redis`), any SQLAlchemy URL (``sqlite:///sessions.sqlite3``,
     ``postgresql+psycopg://...``), or ``package.module:name`` naming a Store,
     or a callable that returns one.  Raises ``ValueError`` for anything else.
     """
@@ -222,7 +222,7 @@ def middleware_options(
 
 
 class SessionProxy(MutableMapping[str, Any]):
-    """A mapping that hands every operation to a wsgisession :class:`Session`.
+    """A mapping that hands every operation to a wsgisession :class:`~wsgisession.Session`.
 
     The Flask and Pyramid session objects build on it.  It keeps the
     Session's rules: reading a flash value removes it, values are JSON-storable,
@@ -276,7 +276,7 @@ class SessionProxy(MutableMapping[str, Any]):
         self.wrapped.update(*args, **kwargs)
 
     def clear(self) -> None:
-        """Remove every key and start a new generation of the session (see :meth:`Session.clear`)."""
+        """Remove every key and start a new generation of the session (see :meth:`wsgisession.Session.clear`)."""
         self.wrapped.clear()
 
     def keys(self) -> KeysView[str]:
@@ -305,7 +305,7 @@ class SessionProxy(MutableMapping[str, Any]):
 
     @property
     def persistent(self) -> bool:
-        """Whether the cookie outlives the browser (see :attr:`Session.persistent`)."""
+        """Whether the cookie outlives the browser (see :attr:`wsgisession.Session.persistent`)."""
         return self.wrapped.persistent
 
     @persistent.setter
@@ -314,7 +314,7 @@ class SessionProxy(MutableMapping[str, Any]):
 
     @property
     def owner(self) -> Optional[str]:
-        """Who the session belongs to (see :attr:`Session.owner`)."""
+        """Who the session belongs to (see :attr:`wsgisession.Session.owner`)."""
         return self.wrapped.owner
 
     @owner.setter
@@ -323,7 +323,7 @@ class SessionProxy(MutableMapping[str, Any]):
 
     @property
     def owner_details(self) -> Dict[str, Any]:
-        """What the application records for the owner's "your sessions" page (see :attr:`Session.owner_details`)."""
+        """What the application records for the owner's "your sessions" page (see :attr:`wsgisession.Session.owner_details`)."""
         return self.wrapped.owner_details
 
     @owner_details.setter

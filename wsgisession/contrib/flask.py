@@ -60,7 +60,7 @@ _OWN_OPTIONS = {
 class FlaskSession(SessionProxy, SessionMixin):  # type: ignore[override]  # read-only ``new``
     """``flask.session``: a wsgisession :class:`~wsgisession.Session` under Flask's session API.
 
-    ``permanent`` is the session's persistence flag (:attr:`Session.persistent`):
+    ``permanent`` is the session's persistence flag (:attr:`wsgisession.Session.persistent`):
     False, as in Flask, unless ``SESSION_PERMANENT`` says otherwise; a
     permanent session's cookie carries a Max-Age, the others last until the
     browser closes, and the idle timeout applies on the server either way.
@@ -107,7 +107,7 @@ class FlaskSession(SessionProxy, SessionMixin):  # type: ignore[override]  # rea
 
 
 class WsgiSessionInterface(SessionInterface):
-    """Flask's session interface over a :class:`SessionMiddleware`.
+    """Flask's session interface over a :class:`~wsgisession.SessionMiddleware`.
 
     ``open_session`` wraps the session the middleware opened for the request.
     Requests that did not pass through it (``app.test_request_context()``, the
@@ -120,6 +120,7 @@ class WsgiSessionInterface(SessionInterface):
         self.middleware = middleware
 
     def open_session(self, app: Flask, request: Request) -> FlaskSession:
+        """The request's session as a :class:`FlaskSession`; never a null session."""
         environ = request.environ
         session = environ.get(self.middleware.environ_key)
         if isinstance(session, Session):
@@ -130,6 +131,7 @@ class WsgiSessionInterface(SessionInterface):
         return FlaskSession(lifecycle.session, opened_for=lifecycle)
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        """End a session begun by :meth:`open_session`; the middleware saves every other one."""
         if not isinstance(session, FlaskSession) or session.opened_for is None:
             return  # the middleware saves when the response starts
         lifecycle = session.opened_for

@@ -66,6 +66,7 @@ _ENCRYPTED = "e"
 _AES_KEY_SIZES = (16, 24, 32)
 _NONCE_BYTES = 12  # 96 bits, the size AES-GCM is specified for
 
+#: Payloads shorter than this many bytes are never compressed.
 # Compressing costs more than the rest of a cookie write together, and a
 # payload this small is far from the size limit, so it is left as it is.
 COMPRESS_MIN_BYTES = 512

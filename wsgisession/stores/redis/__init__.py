@@ -25,11 +25,11 @@ one ``json.loads`` into the record itself.  Hashes written before it existed
 The hash's Redis TTL follows the record's expiry plus a small grace.
 
 The sessions of an owner are found through an index of sorted sets, one per
-owner (see :mod:`.owners`); on one server the commit scripts keep it in step.
+owner (see ``owners``); on one server the commit scripts keep it in step.
 
-The other modules of this package: :mod:`.clients` (clients built from URLs,
-with bounded waits), :mod:`.lock` (the request lock, a queue),
-:mod:`.owners` (the index of owners), :mod:`.lua` (running scripts by their SHA).
+The other modules of this package: ``clients`` (clients built from URLs,
+with bounded waits), ``lock`` (the request lock, a queue),
+``owners`` (the index of owners), ``lua`` (running scripts by their SHA).
 """
 
 from __future__ import annotations
@@ -352,7 +352,7 @@ class RedisStore(Store):
 
     ``client_or_url`` is a URL (``redis://``, ``rediss://``, ``unix://``,
     ``redis+sentinel://``, ``redis+cluster://``: see
-    :mod:`wsgisession.stores.redis.clients`), whose client waits a bounded
+    :doc:`/stores/redis`), whose client waits a bounded
     time for every reply, or a redis-py client (plain, Sentinel master,
     cluster) used with its own settings.  Records expire through Redis TTLs
     set to their expiry (by ``clock``, which must match the middleware's)
@@ -617,7 +617,7 @@ class RedisStore(Store):
         return int(removed) == 1
 
     def lock_session(self, id: str, timeout: float, environ: WSGIEnviron) -> SessionLock:
-        """Wait in line for the session's request lock, at most ``timeout`` seconds (see :mod:`.lock`).
+        """Wait in line for the session's request lock, at most ``timeout`` seconds (see ``wsgisession.stores.redis.lock``).
 
         Raises ``SessionLockTimeout`` when the requests before this one hold it
         all along; a held lock expires after ``lock_expire_after``.
