@@ -54,6 +54,7 @@ nitpick_ignore = [
         "bottle.Bottle",
         "bottle.Route",
         "flask.app.Flask",
+        "flask.sessions.SecureCookieSessionInterface",
         "flask.sessions.SessionInterface",
         "flask.sessions.SessionMixin",
         "flask.wrappers.Request",
@@ -61,6 +62,7 @@ nitpick_ignore = [
         "pyramid.config.Configurator",
         # redis-py's.
         "redis.Redis",
+        "redis.client.Redis",
         "redis.cluster.RedisCluster",
         # SQLAlchemy's.
         "sqlalchemy.engine.base.Engine",

@@ -358,7 +358,7 @@ class RedisStore(Store):
     set to their expiry (by ``clock``, which must match the middleware's)
     plus ``grace`` seconds; request locks expire after ``lock_expire_after``
     seconds.  Sessions with an owner are indexed by owner (see
-    :mod:`wsgisession.stores.redis.owners`).
+    the "sessions of a user" section of the Redis store's page).
     """
 
     can_lock = True
