@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
-import sqlalchemy as sa
 from webtest import TestApp
 
 from wsgisession import SessionStoreError
