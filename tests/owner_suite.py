@@ -125,6 +125,32 @@ class OwnerSuite:
             assert [info["details"]["agent"] for info in keeper.get("/mine").json] == ["laptop"]
             assert keeper.get("/").json == {"owner": user, "data": {"cart": ["tea"]}}
 
+    def test_an_ended_session_is_not_carried_to_a_new_id_by_a_request_in_flight(
+        self, make_app: Callable[..., TestApp], store: Store
+    ) -> None:
+        keeper = signed_in(make_app, store, "ann", "laptop")
+        other = signed_in(make_app, store, "ann", "tablet")
+        loaded = threading.Event()
+        ended = threading.Event()
+
+        def slow(session: Any, environ: dict) -> Any:
+            session.get("cart")
+            loaded.set()
+            assert ended.wait(10)
+            session.regenerate()  # computed before the session was ended
+            return "slow"
+
+        slow_app = clone(make_app(slow, store), cookie_of(other))
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(slow_app.get, "/")
+            assert loaded.wait(10)
+            assert keeper.get("/end-others").json == 1
+            ended.set()
+            assert pending.result().json == "slow"
+        assert other.get("/").json == {"owner": None, "data": {}}
+        assert clone(owner_app(make_app, store), cookie_of(slow_app)).get("/").json == {"owner": None, "data": {}}
+        assert [info["details"]["agent"] for info in keeper.get("/mine").json] == ["laptop"]
+
     def test_clear_and_delete_remove_the_owner_and_regenerate_keeps_it(
         self, make_app: Callable[..., TestApp], store: Store
     ) -> None:

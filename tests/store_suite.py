@@ -574,6 +574,35 @@ class ServerSideSuite(StoreSuite):
             reader = clone(make_app(lambda session, environ: dict(session.items()), store), cookie)
             assert reader.get("/").json == after_logout
 
+    @pytest.mark.parametrize("logout", ["delete()", "clear()"])
+    def test_a_logout_is_never_undone_by_a_slow_request_that_regenerates(
+        self, make_app: Callable[..., TestApp], store: Store, logout: str
+    ) -> None:
+        def sign_out(session: Any, environ: dict) -> Any:
+            session.delete() if logout == "delete()" else session.clear()
+            return "out"
+
+        for _ in range(self.rounds):
+            loaded = threading.Event()
+            logged_out = threading.Event()
+
+            def slow(session: Any, environ: dict) -> Any:
+                session["user"]
+                loaded.set()
+                assert logged_out.wait(10)
+                session.regenerate()  # a privilege change, say, computed before the logout
+                session["step"] = "two"
+                return "slow"
+
+            login = make_app(lambda session, environ: session.setdefault("user", "ann"), store)
+            login.get("/")
+            cookie = cookie_of(login)
+            slow_app = clone(make_app(slow, store), cookie)
+            assert interrupted(slow_app, loaded, clone(make_app(sign_out, store), cookie), logged_out).json == "slow"
+            for kept in {cookie, cookie_of(slow_app)}:  # the old cookie, and any the slow response set
+                reader = clone(make_app(lambda session, environ: dict(session.items()), store), kept)
+                assert reader.get("/").json == {}
+
     def test_a_flash_value_is_shown_by_exactly_one_successful_response(self, store: Store) -> None:
         def app(environ: dict, start_response: Callable[..., Any]) -> List[bytes]:
             from wsgisession import get_session

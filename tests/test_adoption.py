@@ -187,3 +187,24 @@ def test_an_adopter_that_fails_is_a_store_error_naming_it(clock: FakeClock) -> N
     app = SessionMiddleware(lambda environ, start_response: [get_session(environ).get("x")], adopter=broken)
     with pytest.raises(SessionStoreError, match="could not read the old session: ConnectionError"):
         browser(app).get("/")
+
+
+@pytest.mark.parametrize("legacy_path, removed", [("/old", True), ("/", False)])
+def test_an_old_cookie_of_our_name_beside_ours_is_removed_only_when_it_is_another_cookie(
+    clock: FakeClock, legacy_path: str, removed: bool
+) -> None:
+    legacy = LegacySystem(cookie_name="session", path=legacy_path)
+    legacy.legacy_cookies = [LegacyCookie("session", legacy_path)]  # type: ignore[attr-defined]
+    client = make_client(legacy, clock, handler=lambda session: session.setdefault("user", "bob"))
+    client.get("/")
+    ours = client.cookies["session"]
+    assert set_cookies(client.get("/", headers={"Cookie": f"session={ours}"})) == []
+    # A browser sends one cookie of a name per path.
+    response = client.get("/", headers={"Cookie": f"session={ours}; session=old-id"})
+    assert response.json["data"] == {"user": "bob"}
+    cookies = set_cookies(response)
+    if removed:
+        [header] = cookies
+        assert header.startswith("session=;") and "Max-Age=0" in header and "Path=/old" in header
+    else:
+        assert cookies == []  # that is our own cookie's name and path: never removed beside ours

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
+import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,6 +28,7 @@ from wsgisession.stores.redis import DEFAULT_CONNECT_TIMEOUT, RedisStore
 from wsgisession.stores.redis.clients import wait_limits
 from wsgisession.testing import FakeClock
 
+from .redis_owner_suite import RedisOwnerSuite
 from .redis_servers import ClusterSetup, redis_cluster
 from .servers import REPO, Browser, free_port, gunicorn, serving
 from .store_suite import ServerSideSuite, clone, cookie_of
@@ -61,6 +63,21 @@ class TestRedisClusterStore(ServerSideSuite):
             assert isinstance(store.client, RedisCluster)
         else:
             store = RedisStore(request.getfixturevalue("cluster_client"), clock=clock)
+        yield store
+        store.close()
+
+
+class TestRedisClusterOwners(RedisOwnerSuite):
+    """The owners' sets live in other slots than the sessions: they change by commands of their own."""
+
+    @pytest.fixture(params=["redis+cluster URL", "RedisCluster passed in"])
+    def store(self, request: pytest.FixtureRequest, cluster: ClusterSetup, clock: FakeClock) -> Iterator[RedisStore]:
+        prefix = f"owners-{uuid.uuid4().hex[:8]}:"  # a prefix of the test's own: owners' names repeat
+        if request.param == "redis+cluster URL":
+            store = RedisStore(cluster.url, prefix=prefix, clock=clock)
+        else:
+            store = RedisStore(request.getfixturevalue("cluster_client"), prefix=prefix, clock=clock)
+        assert not store._owners.in_commit
         yield store
         store.close()
 

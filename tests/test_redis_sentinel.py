@@ -14,6 +14,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, List, Optional
 
@@ -26,6 +27,7 @@ from wsgisession.contrib import store_from_url
 from wsgisession.stores.redis import DEFAULT_CONNECT_TIMEOUT, DEFAULT_SOCKET_TIMEOUT, RedisStore
 from wsgisession.testing import FakeClock
 
+from .redis_owner_suite import RedisOwnerSuite
 from .redis_servers import RedisProcess, SentinelSetup, redis_sentinel
 from .servers import REPO, Browser, free_port, serving
 from .store_suite import ServerSideSuite, clone, cookie_of
@@ -71,6 +73,16 @@ class TestSentinelStore(ServerSideSuite):
             client = sentinels.master_for(sentinel.service, socket_timeout=2, socket_connect_timeout=2)
             yield RedisStore(client, prefix="suite:", clock=clock)
             client.close()
+
+
+class TestSentinelOwners(RedisOwnerSuite):
+    @pytest.fixture
+    def store(self, sentinel: SentinelSetup, clock: FakeClock) -> Iterator[RedisStore]:
+        prefix = f"owners-{uuid.uuid4().hex[:8]}:"  # a prefix of the test's own: owners' names repeat
+        store = RedisStore(sentinel.url(), prefix=prefix, clock=clock)
+        assert store._owners.in_commit
+        yield store
+        store.close()
 
 
 def test_store_from_url_talks_to_the_primary_the_sentinels_name(

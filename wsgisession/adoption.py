@@ -11,9 +11,15 @@ A request that fails saves nothing and adopts nothing: the old session is
 still there for the next one.
 
 ``SessionMiddleware(app, store, adopter=...)`` takes any callable
-``adopter(environ) -> Adoption | None``.
-``wsgisession.contrib.flask`` builds on it for Flask's signed-cookie session
-(``WSGISESSION_ADOPT_FLASK_COOKIE``) and for Flask-Session's stores.
+``adopter(environ) -> Adoption | None``.  An adopter may also name the old
+system's cookies in a ``legacy_cookies`` attribute (a sequence of
+:class:`LegacyCookie`): a browser that brings a wsgisession session and
+still one of those cookies then has that cookie removed, and keeps ours.
+
+:mod:`wsgisession.adopters` has adopters for Flask's signed-cookie session
+and for Flask-Session's stores; ``wsgisession.contrib.flask`` sets them up
+from the app's config (``WSGISESSION_ADOPT_FLASK_COOKIE``,
+``WSGISESSION_ADOPT_FLASK_SESSION``).
 """
 
 from __future__ import annotations

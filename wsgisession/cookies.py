@@ -139,6 +139,14 @@ class CookieOptions:
         )
 
 
+def count_cookies(environ: Mapping[str, Any], name: str) -> int:
+    """How many cookies named ``name`` the request carries (a browser sends one per path and domain)."""
+    header = environ.get("HTTP_COOKIE")
+    if not header or name not in header:
+        return 0
+    return sum(1 for pair in header.split(";") if pair.partition("=")[0].strip() == name)
+
+
 def _value(pair: str) -> Optional[str]:
     # One "name=value" pair.  A plain value is its own text; a quoted one is
     # unquoted by werkzeug's parser.

@@ -8,14 +8,20 @@ Pyramid without the middleware).  The flow, top to bottom:
 1. **Open** (:meth:`RequestLifecycle.load`, on the application's first touch
    of the session): read the cookie, take the request lock, load the record,
    apply expiry.  A missing, rejected, unknown or expired cookie gives a fresh
-   session with a new id; an id the browser offers is never adopted.
+   session with a new id; an id the browser offers is never adopted.  A fresh
+   session starts with the data of the replaced system's session when the
+   adopter finds one (:mod:`wsgisession.adoption`).
 2. **Respond** (:meth:`RequestLifecycle.response_headers`, once, just before
    any byte of the response can reach the client): add ``Vary: Cookie`` to an
    accessed session's response, merged into any ``Vary`` already there.  For
    a 5xx response nothing is saved.  Otherwise the request's changes are
    saved and the Set-Cookie is decided:
 
-   * a new session with data is created and gets its cookie;
+   * a new session with data is created and gets its cookie; an adopted
+     one first retires the old session (``on_commit``), is not saved when a
+     concurrent request retired it first, and removes the old cookies
+     (except the one its own cookie replaces); the old cookies a browser
+     brings beside an opened session are removed too;
    * a session the request left empty has its record removed and its cookie
      expired (so does a rejected cookie whose session stayed empty);
    * an existing session's changes are applied to the stored record; the
@@ -36,15 +42,24 @@ Pyramid without the middleware).  The flow, top to bottom:
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, FrozenSet, List, Optional, Set, Tuple
+from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Set, Tuple
 
-from .adoption import Adopter, Adoption
-from .cookies import CookieOptions
+from .adoption import Adopter, Adoption, LegacyCookie
+from .cookies import CookieOptions, count_cookies
 from .errors import SessionError, SessionStoreError
 from .expiry import ExpiryPolicy
 from .serialization import decode_value, encode_value
 from .session import Session, _UnstorableValue
-from .store import ChangeOutcome, SessionChanges, SessionLock, SessionRecord, Store, WSGIEnviron, generate_session_id
+from .store import (
+    ChangeOutcome,
+    OwnerChange,
+    SessionChanges,
+    SessionLock,
+    SessionRecord,
+    Store,
+    WSGIEnviron,
+    generate_session_id,
+)
 
 __all__ = ["Lifecycle", "RequestLifecycle", "LoadedSession", "Headers", "with_vary_cookie"]
 
@@ -57,6 +72,7 @@ Headers = List[Tuple[str, str]]
 _APPLIED, _EMPTIED, _GONE = ChangeOutcome.APPLIED, ChangeOutcome.EMPTIED, ChangeOutcome.GONE
 
 _NOTHING: FrozenSet[str] = frozenset()
+_NO_OWNER = OwnerChange(None, {})
 
 
 #: What a session starts a request with: the decoded values, the encoded
@@ -74,10 +90,12 @@ class Lifecycle:
     that touches its session takes the session's request lock, waiting at
     most that many seconds.  ``persistent`` is the default of
     :attr:`Session.persistent` for new sessions.  An ``adopter`` carries
-    sessions of a system being replaced over (:mod:`wsgisession.adoption`).
+    sessions of a system being replaced over (:mod:`wsgisession.adoption`);
+    the old cookies it names in ``legacy_cookies`` are removed from browsers
+    that bring them beside a session of ours.
     """
 
-    __slots__ = ("store", "policy", "cookie", "lock_timeout", "persistent", "adopter")
+    __slots__ = ("store", "policy", "cookie", "lock_timeout", "persistent", "adopter", "legacy_cookies")
 
     def __init__(
         self,
@@ -95,6 +113,7 @@ class Lifecycle:
         self.lock_timeout = lock_timeout
         self.persistent = persistent
         self.adopter = adopter
+        self.legacy_cookies: Tuple[LegacyCookie, ...] = tuple(getattr(adopter, "legacy_cookies", ()))
 
     def begin(self, environ: WSGIEnviron, *, lock: bool = True) -> RequestLifecycle:
         """The lifecycle of one request, with its (not yet loaded) session.
@@ -119,7 +138,7 @@ class RequestLifecycle:
     __slots__ = (
         "session", "mutex", "environ", "settings", "store", "policy", "cookie", "lock_timeout", "persistent_default",
         "id", "new", "created", "refreshed", "base", "incoming", "retired", "claims", "claimed_in",
-        "lock", "gone", "responded", "failed", "adoption",
+        "lock", "gone", "responded", "failed", "adoption", "stale_cookies",
     )  # fmt: skip
 
     id: str
@@ -128,11 +147,14 @@ class RequestLifecycle:
     refreshed: float
     base: Optional[SessionRecord]
     incoming: Optional[str]
-    retired: List[str]
+    #: Ids this request replaced or found expired, each with the record it
+    #: loaded under it (None when that record is simply to be deleted).
+    retired: List[Tuple[str, Optional[SessionRecord]]]
     claims: Dict[str, Any]
     claimed_in: Optional[Tuple[str, SessionRecord]]
     gone: bool
     adoption: Optional[Adoption]
+    stale_cookies: List[LegacyCookie]
 
     def __init__(
         self, session: Session, settings: Lifecycle, environ: WSGIEnviron, lock_timeout: Optional[float]
@@ -163,6 +185,7 @@ class RequestLifecycle:
         self.claimed_in = None
         self.gone = False
         self.adoption = None
+        self.stale_cookies = []
         value = self.incoming = self.cookie.read(self.environ)
         if value is not None:
             if self.lock_timeout is not None and store.is_valid_id(value):
@@ -172,6 +195,8 @@ class RequestLifecycle:
                 if found is not None:
                     loaded = self._open(*found, now)
                     if loaded is not None:
+                        if settings.legacy_cookies:
+                            self.stale_cookies = self._carried_legacy_cookies(settings.legacy_cookies)
                         return loaded
             except BaseException as exc:
                 self._release_lock()
@@ -212,6 +237,20 @@ class RequestLifecycle:
         persistent = self.persistent_default if adoption.persistent is None else bool(adoption.persistent)
         return values, {}, set(), persistent, None, {}
 
+    def _carried_legacy_cookies(self, legacy_cookies: Tuple[LegacyCookie, ...]) -> List[LegacyCookie]:
+        # A browser that brings a session of ours keeps it; the old system's
+        # cookies it still carries go.  A cookie of the same name as ours
+        # counts only beside ours (the browser sends both), and the very
+        # cookie of ours (same name, path and domain) is never one of them.
+        cookie = self.cookie
+        carried = []
+        for legacy in legacy_cookies:
+            if (legacy.name, legacy.path, legacy.domain) == (cookie.name, cookie.path, cookie.domain):
+                continue
+            if count_cookies(self.environ, legacy.name) > (1 if legacy.name == cookie.name else 0):
+                carried.append(legacy)
+        return carried
+
     def _take_lock(self, id: str) -> None:
         assert self.lock_timeout is not None
         try:
@@ -247,7 +286,7 @@ class RequestLifecycle:
         if self.policy.is_expired(created, refreshed, now):
             log.debug("session expired; starting a fresh one")
             self._release_lock()
-            self.retired.append(id)
+            self.retired.append((id, None))
             return None
         self.id = id
         self.new = False
@@ -266,7 +305,7 @@ class RequestLifecycle:
     def replace_id(self, *, keep_created: bool) -> None:
         """Give the session a new id; the record under the old one is deleted when the response starts."""
         if not self.new:
-            self.retired.append(self.id)
+            self.retired.append((self.id, self.base))
         created = self.created
         self._start_fresh(self.policy.clock())
         if keep_created:
@@ -315,19 +354,20 @@ class RequestLifecycle:
             if set_cookie is not None:
                 headers.append(("Set-Cookie", set_cookie))
             if self.adoption is not None:
-                headers.extend(self._legacy_expiries(set_cookie is not None))
+                legacy_cookies, self.adoption = self.adoption.expire, None  # a later save does not send them again
+                headers.extend(self._legacy_expiries(legacy_cookies, set_cookie is not None))
+            elif self.stale_cookies:
+                legacy_cookies, self.stale_cookies = self.stale_cookies, []
+                headers.extend(self._legacy_expiries(legacy_cookies, set_cookie is not None))
             return headers
 
-    def _legacy_expiries(self, cookie_set: bool) -> Headers:
+    def _legacy_expiries(self, legacy_cookies: Sequence[LegacyCookie], cookie_set: bool) -> Headers:
         # The old system's cookies go; one that is the very cookie this
         # response sets (the same name, path and domain) is replaced by it.
-        adoption = self.adoption
-        assert adoption is not None
-        self.adoption = None  # retired: a later save does not send them again
         cookie = self.cookie
         return [
             ("Set-Cookie", cookie.expire_other(legacy.name, legacy.path, legacy.domain, self.environ))
-            for legacy in adoption.expire
+            for legacy in legacy_cookies
             if not (
                 cookie_set and (legacy.name, legacy.path, legacy.domain) == (cookie.name, cookie.path, cookie.domain)
             )
@@ -353,6 +393,10 @@ class RequestLifecycle:
             if not (headers_open and policy.refresh_due(self.refreshed, policy.clock())):
                 return None  # the common read-only request: nothing to save
         try:
+            if self.new and self.retired and headers_open and not session._is_empty() and not self._retire_loaded():
+                self.gone = True
+                log.info("session was deleted, ended or cleared by another request; it was not regenerated")
+                return None
             if self.new:
                 set_cookie = self._save_new(headers_open)
             else:
@@ -360,12 +404,37 @@ class RequestLifecycle:
             if self.new and not session._is_empty():
                 return set_cookie  # a regenerated id that could not reach the browser: keep the old record
             while self.retired:
-                self.store.delete_session(self.retired.pop(), self.environ)
+                self.store.delete_session(self.retired.pop()[0], self.environ)
         except (SessionError, _UnstorableValue):
             raise
         except Exception as exc:
             raise _store_failure(self.store, "save the session", exc) from exc
         return set_cookie
+
+    def _retire_loaded(self) -> bool:
+        # Before a regenerated session is written under its new id, the
+        # record it replaces goes, on the condition that it is still the one
+        # this request loaded (the store checks the generation, as for any
+        # change): a session deleted, ended or cleared meanwhile is not
+        # carried over to a new id.  Removing first means a failure between
+        # the two writes loses the session rather than resurrecting it.
+        if self.store.client_side:
+            return True
+        kept: List[Tuple[str, Optional[SessionRecord]]] = []
+        for id, base in self.retired:
+            if base is None:
+                kept.append((id, base))
+                continue
+            changes = SessionChanges(
+                cleared=True, refreshed=base["refreshed"], expires=base["expires"], owner=_NO_OWNER, base=base
+            )
+            outcome = _outcome(self.store.apply_changes(id, changes, self.environ))
+            if outcome is _GONE:
+                return False
+            if outcome is _APPLIED:  # a store that keeps empty records: remove it outright
+                kept.append((id, None))
+        self.retired = kept
+        return True
 
     def _save_new(self, headers_open: bool) -> Optional[str]:
         session = self.session

@@ -18,6 +18,11 @@ persists nothing, changes made while a streamed body is sent are still saved,
 and the request lock is held until the body is closed.  Those guarantees are
 the same as for any other WSGI app.  Configuration is read once, by
 ``init_app``.
+
+``WSGISESSION_ADOPT_FLASK_COOKIE = True`` carries the sessions of Flask's own
+signed-cookie interface over (read with the interface ``init_app`` replaces),
+``WSGISESSION_ADOPT_FLASK_SESSION = True`` those Flask-Session kept in SQL or
+Redis (read with Flask-Session's settings): see :mod:`wsgisession.adopters`.
 """
 
 from __future__ import annotations
@@ -26,16 +31,17 @@ import time
 from typing import Any, Callable, Dict, Optional
 
 from flask import Flask, Request, Response
-from flask.sessions import SessionInterface, SessionMixin
+from flask.sessions import SecureCookieSessionInterface, SessionInterface, SessionMixin
 from werkzeug.datastructures import Headers
 
+from ..adoption import Adopter
 from ..lifecycle import RequestLifecycle
 from ..middleware import SessionMiddleware
 from ..session import Session
 from ..store import Store
 from . import SessionProxy, store_from_url
 
-__all__ = ["WsgiSession", "WsgiSessionInterface", "FlaskSession", "options_from_config"]
+__all__ = ["WsgiSession", "WsgiSessionInterface", "FlaskSession", "options_from_config", "adopter_from_config"]
 
 #: Where ``init_app`` records the app's middleware, in ``app.extensions``.
 EXTENSION_NAME = "wsgisession"
@@ -188,15 +194,139 @@ def options_from_config(
     return options
 
 
+def adopter_from_config(
+    app: Flask,
+    original_interface: SessionInterface,
+    *,
+    store: Store,
+    adopt_flask_cookie: Optional[bool] = None,
+    adopt_flask_session: Optional[bool] = None,
+    clock: Callable[[], float] = time.time,
+) -> Optional[Adopter]:
+    """The adopter the app's config asks for, or None.
+
+    ``WSGISESSION_ADOPT_FLASK_COOKIE`` (or ``adopt_flask_cookie``) adopts the
+    cookies ``original_interface``, Flask's signed-cookie interface, signed;
+    ``WSGISESSION_ADOPT_FLASK_COOKIE_MAX_AGE`` shortens the age up to which
+    they are adopted (``PERMANENT_SESSION_LIFETIME``).
+    ``WSGISESSION_ADOPT_FLASK_SESSION`` (or ``adopt_flask_session``) adopts
+    Flask-Session's records, found with its keys (``SESSION_TYPE`` "redis"
+    with ``SESSION_REDIS``, or "sqlalchemy" with ``SESSION_SQLALCHEMY``, the
+    Flask-SQLAlchemy object or an Engine,
+    ``SESSION_SQLALCHEMY_TABLE``, ``SESSION_SQLALCHEMY_SCHEMA``,
+    ``SESSION_SQLALCHEMY_BIND_KEY``; ``SESSION_KEY_PREFIX``,
+    ``SESSION_USE_SIGNER``); ``WSGISESSION_ADOPT_PICKLE = True`` reads the
+    pickled records of Flask-Session before 0.6.  Raises ``ValueError`` for
+    settings it can not honour, and when ``store`` would share
+    Flask-Session's table.
+    """
+    config = app.config
+    if adopt_flask_cookie is None:
+        adopt_flask_cookie = bool(config.get("WSGISESSION_ADOPT_FLASK_COOKIE", False))
+    if adopt_flask_session is None:
+        adopt_flask_session = bool(config.get("WSGISESSION_ADOPT_FLASK_SESSION", False))
+    if adopt_flask_cookie and adopt_flask_session:
+        raise ValueError("adopt Flask's cookie sessions or Flask-Session's, not both: an app used one of them")
+    if adopt_flask_cookie:
+        from ..adopters.flask_cookie import FlaskCookieAdopter
+
+        if not isinstance(original_interface, SecureCookieSessionInterface):
+            raise ValueError(
+                "WSGISESSION_ADOPT_FLASK_COOKIE adopts the sessions of Flask's signed-cookie interface, "
+                f"but the app's session interface is {type(original_interface).__name__}"
+            )
+        return FlaskCookieAdopter(
+            app, original_interface, max_age=config.get("WSGISESSION_ADOPT_FLASK_COOKIE_MAX_AGE"), clock=clock
+        )
+    if adopt_flask_session:
+        return _flask_session_adopter(app, store, clock)
+    return None
+
+
+def _flask_session_adopter(app: Flask, store: Store, clock: Callable[[], float]) -> Adopter:
+    from ..adopters.flask_session import FlaskSessionRedisAdopter, FlaskSessionSQLAlchemyAdopter
+
+    config = app.config
+    # Flask-Session's cookie is Flask's: the same settings name and place it.
+    cookie = SessionInterface()
+    options: Dict[str, Any] = {
+        "key_prefix": config.get("SESSION_KEY_PREFIX", "session:"),
+        "use_signer": bool(config.get("SESSION_USE_SIGNER", False)),
+        "secret_key": [key for key in [*(config.get("SECRET_KEY_FALLBACKS") or []), app.secret_key] if key],
+        "cookie_name": cookie.get_cookie_name(app),
+        "cookie_path": cookie.get_cookie_path(app),
+        "cookie_domain": cookie.get_cookie_domain(app),
+        "allow_pickle": bool(config.get("WSGISESSION_ADOPT_PICKLE", False)),
+    }
+    kind = str(config.get("SESSION_TYPE") or "").lower()
+    if kind == "redis":
+        client = config.get("SESSION_REDIS")
+        if client is None:
+            raise ValueError("WSGISESSION_ADOPT_FLASK_SESSION needs SESSION_REDIS, the Redis client Flask-Session used")
+        return FlaskSessionRedisAdopter(client, **options)
+    if kind == "sqlalchemy":
+        adopter = FlaskSessionSQLAlchemyAdopter(
+            _flask_session_engine(app),
+            config.get("SESSION_SQLALCHEMY_TABLE") or "sessions",
+            schema=config.get("SESSION_SQLALCHEMY_SCHEMA"),
+            clock=clock,
+            **options,
+        )
+        if adopter.shares_table_with(store):
+            raise ValueError(
+                f"wsgisession's SQLAlchemyStore and Flask-Session both use the table {adopter.table.fullname!r} "
+                "of one database: give the store a table of its own, "
+                'SQLAlchemyStore(url, table_name="wsgisession_sessions")'
+            )
+        return adopter
+    raise ValueError(
+        "WSGISESSION_ADOPT_FLASK_SESSION adopts the sessions of Flask-Session's redis and sqlalchemy backends; "
+        f"SESSION_TYPE is {config.get('SESSION_TYPE')!r}"
+    )
+
+
+def _flask_session_engine(app: Flask) -> Any:
+    # SESSION_SQLALCHEMY is the Flask-SQLAlchemy object Flask-Session used
+    # (its engine is the app's, found in an app context); an Engine or a URL
+    # also serves.  Flask-Session's own fallback, a new Flask-SQLAlchemy
+    # object, is not repeated: it may resolve a relative SQLite path elsewhere.
+    import sqlalchemy as sa
+
+    config = app.config
+    database = config.get("SESSION_SQLALCHEMY")
+    if database is None:
+        raise ValueError(
+            "WSGISESSION_ADOPT_FLASK_SESSION needs SESSION_SQLALCHEMY: the Flask-SQLAlchemy object "
+            "(or an Engine or URL) of the database Flask-Session used"
+        )
+    if isinstance(database, (str, sa.URL, sa.Engine)):
+        return database
+    with app.app_context():
+        return database.engines[config.get("SESSION_SQLALCHEMY_BIND_KEY")]
+
+
 class WsgiSession:
     """The Flask extension: ``WsgiSession(app)``, or ``WsgiSession()`` then ``init_app(app)``.
 
     Keyword arguments are ``SessionMiddleware`` options and win over the app's
     config; ``store`` may be given here or as ``WSGISESSION_STORE``.
+    ``adopt_flask_cookie`` and ``adopt_flask_session``, when not None, win
+    over ``WSGISESSION_ADOPT_FLASK_COOKIE`` and
+    ``WSGISESSION_ADOPT_FLASK_SESSION`` (see :func:`adopter_from_config`).
     """
 
-    def __init__(self, app: Optional[Flask] = None, store: Optional[Store] = None, **options: Any) -> None:
+    def __init__(
+        self,
+        app: Optional[Flask] = None,
+        store: Optional[Store] = None,
+        *,
+        adopt_flask_cookie: Optional[bool] = None,
+        adopt_flask_session: Optional[bool] = None,
+        **options: Any,
+    ) -> None:
         self.store = store
+        self.adopt_flask_cookie = adopt_flask_cookie
+        self.adopt_flask_session = adopt_flask_session
         self.options = options
         if app is not None:
             self.init_app(app)
@@ -205,10 +335,25 @@ class WsgiSession:
         """Wrap ``app.wsgi_app`` in the middleware and install the session interface; returns the middleware."""
         if EXTENSION_NAME in app.extensions:
             raise RuntimeError("wsgisession is already set up on this app")
-        options = options_from_config(app, store=self.store, clock=self.options.get("clock", time.time))
+        clock = self.options.get("clock", time.time)
+        options = options_from_config(app, store=self.store, clock=clock)
         explicit = dict(self.options)
         options["cookie_options"] = {**options["cookie_options"], **(explicit.pop("cookie_options", None) or {})}
         options.update(explicit)
+        # The interface about to be replaced is the one that signed the
+        # sessions of Flask's own cookie.
+        adopter = adopter_from_config(
+            app,
+            app.session_interface,
+            store=options["store"],
+            adopt_flask_cookie=self.adopt_flask_cookie,
+            adopt_flask_session=self.adopt_flask_session,
+            clock=clock,
+        )
+        if adopter is not None:
+            if options.get("adopter") is not None:
+                raise ValueError("an adopter was given, and the config asks for another: give one")
+            options["adopter"] = adopter
         middleware = SessionMiddleware(app.wsgi_app, **options)
         app.wsgi_app = middleware  # type: ignore[method-assign]
         app.session_interface = WsgiSessionInterface(middleware)

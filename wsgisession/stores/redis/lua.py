@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Sequence, Union
+from typing import Any, List, Sequence, Tuple, Union
 
 from redis.exceptions import NoScriptError
 
 __all__ = ["LuaScript"]
+
+Arguments = Sequence[Union[str, int, float]]
 
 
 class LuaScript:
@@ -26,9 +28,32 @@ class LuaScript:
         self.text = text
         self.sha = hashlib.sha1(text.encode("utf-8")).hexdigest()
 
-    def __call__(self, client: Any, keys: Sequence[str], args: Sequence[Union[str, int, float]] = ()) -> Any:
+    def __call__(self, client: Any, keys: Sequence[str], args: Arguments = ()) -> Any:
         try:
             return client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
         except NoScriptError:
             client.script_load(self.text)
             return client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
+
+    def run_many(self, client: Any, calls: Sequence[Tuple[Sequence[str], Arguments]]) -> List[Any]:
+        """Run the script once per ``(keys, args)`` in one pipeline; answer the replies in order.
+
+        A cluster client's pipeline sends each call to the node of its keys.
+        Calls that met a server without the script run again once it is loaded.
+        """
+        replies = self._pipelined(client, calls)
+        missing = [index for index, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if missing:
+            client.script_load(self.text)
+            for index, reply in zip(missing, self._pipelined(client, [calls[index] for index in missing])):
+                replies[index] = reply
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
+
+    def _pipelined(self, client: Any, calls: Sequence[Tuple[Sequence[str], Arguments]]) -> List[Any]:
+        pipe = client.pipeline(transaction=False)
+        for keys, args in calls:
+            pipe.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
+        return list(pipe.execute(raise_on_error=False))
