@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import pytest
 import sqlalchemy as sa
@@ -39,14 +39,19 @@ def server(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def visitor_app(make_app: Callable[..., TestApp], store: Any) -> TestApp:
-    """``/login`` stores a user, ``/read`` reads one key, ``/visit`` changes one, ``/flash`` leaves a
-    flash value that ``/notice`` reads, ``/logout`` deletes the session."""
+def visitor_app(make_app: Callable[..., TestApp], store: Any, owner: Optional[str] = None) -> TestApp:
+    """``/login`` stores a user (and makes ``owner`` the session's owner), ``/read`` reads one key, ``/visit``
+    changes one, ``/flash`` leaves a flash value that ``/notice`` reads, ``/logout`` deletes the session."""
 
     def handler(session: Any, environ: Dict[str, Any]) -> Any:
         path = environ["PATH_INFO"]
         if path == "/login":
             session.update(user="ann", visits=0)
+            if owner is not None:
+                session.owner = owner
+                session.owner_details = {"agent": "laptop"}
+        elif path == "/hand-over":
+            session.owner = "bob"
         elif path == "/visit":
             session["visits"] += 1
         elif path == "/logout":
@@ -62,12 +67,15 @@ def visitor_app(make_app: Callable[..., TestApp], store: Any) -> TestApp:
     return make_app(handler, store, expire_after=DAY)
 
 
+@pytest.mark.parametrize("owner", [None, "ann"])
 def test_each_request_sends_only_the_statements_it_needs(
-    database: str, new_store: StoreFactory, make_app: Callable[..., TestApp], clock: FakeClock
+    database: str, owner: Optional[str], new_store: StoreFactory, make_app: Callable[..., TestApp], clock: FakeClock
 ) -> None:
+    # A session with an owner costs what one without costs: the owner is a
+    # column of the row the request reads and writes anyway.
     store = new_store(database)
     store.cleanup()  # creates the table
-    app = visitor_app(make_app, store)
+    app = visitor_app(make_app, store, owner)
     expected = [
         ("/login", ["INSERT"]),  # a new session: one INSERT
         ("/read", ["SELECT"]),  # a returning visitor's read: one SELECT, no ping
@@ -92,6 +100,27 @@ def test_each_request_sends_only_the_statements_it_needs(
         app.get("/logout")
     assert verbs(run) == ["SELECT", "DELETE"]
     assert rows(store) == []
+
+
+def test_setting_or_changing_the_owner_rides_the_write_of_the_data(
+    database: str, new_store: StoreFactory, make_app: Callable[..., TestApp]
+) -> None:
+    store = new_store(database)
+    store.cleanup()  # creates the table
+    app = visitor_app(make_app, store, owner="ann")
+    with statements_run(store.engine) as run:
+        app.get("/login")
+    assert verbs(run) == ["INSERT"]
+    assert "owner" in run[0]
+    with statements_run(store.engine) as run:
+        app.get("/visit")
+    assert verbs(run) == ["SELECT", "UPDATE"]
+    assert "owner" not in run[1].split(" WHERE ")[0]  # an unchanged owner is not written
+    with statements_run(store.engine) as run:
+        app.get("/hand-over")
+    assert verbs(run) == ["SELECT", "UPDATE"]  # the compare-and-swap writes the new owner with the data
+    assert "owner" in run[1].split(" WHERE ")[0]
+    assert [row["owner"] for row in rows(store)] == ["bob"]
 
 
 def test_echo_and_every_connection_event_see_the_statements(

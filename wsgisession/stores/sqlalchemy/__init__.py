@@ -8,7 +8,8 @@ every statement once (``statements``) and runs it, so ``echo``, engine and
 connection events and the instrumentation built on them see each one
 (``database``); a statement that gets no answer fails after the store's
 ``timeout`` (``engines``, ``deadlines``).  ``locking`` is the request lock of
-``SessionMiddleware(lock=True)``.
+``SessionMiddleware(lock=True)``; ``upgrade`` adds the indexed ``owner``
+column to a table created before it existed.
 """
 
 from .schema import RowVersion, session_table

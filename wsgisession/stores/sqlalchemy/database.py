@@ -36,6 +36,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from ...errors import SessionStoreError
 from .deadlines import WATCHDOG
 from .engines import begin_statement, single_connection_mutex
+from .upgrade import owner_column_statements, prepare_table
 
 __all__ = ["Database", "Transaction"]
 
@@ -73,7 +74,11 @@ class Database:
         self._errors_or_no_answer = (*self._errors, _NoAnswer)
         # The driver of PostgreSQL has no read timeout: the store's deadline stands in.
         self._watched = engine.dialect.name == "postgresql"
-        self._table_ready = not create_table
+        self._create_table = create_table
+        #: Whether the table has the ``owner`` column; None until the first
+        #: statement found out (and created or upgraded the table if asked),
+        #: and while the table does not exist.
+        self.owner_column: Optional[bool] = None
         self._table_mutex = threading.Lock()
 
     # -- single statements ------------------------------------------------------------
@@ -151,8 +156,8 @@ class Database:
         try:
             connection = self.engine.connect()
             try:
-                if not self._table_ready:
-                    self._create_table(connection)
+                if self.owner_column is None:
+                    self._prepare_table(connection)
                 result = read(self.execute(connection, statement, values))
                 if write and not self._autocommit:
                     connection.commit()
@@ -212,8 +217,8 @@ class Database:
     @contextlib.contextmanager
     def _connection(self) -> Iterator[Connection]:
         with self._mutex or contextlib.nullcontext(), self.engine.connect() as connection:
-            if not self._table_ready:
-                self._create_table(connection)
+            if self.owner_column is None:
+                self._prepare_table(connection)
             yield connection
 
     def execute(self, connection: Connection, statement: sa.Executable, values: Mapping[str, Any]) -> CursorResult[Any]:
@@ -235,21 +240,29 @@ class Database:
             raise _NoAnswer()
         return result
 
-    def _create_table(self, connection: Connection) -> None:
-        # On first use, within the deadline like any statement.
+    def find_owner_column(self, action: str) -> Optional[bool]:
+        """Whether the table has the ``owner`` column, preparing the table on first use; None while it does not exist."""
+        if self.owner_column is None:
+            started = time.monotonic()
+            try:
+                with self._connection():
+                    pass
+            except self._errors as exc:
+                raise self.failure(action, exc, started) from exc
+            except _NoAnswer as exc:
+                raise self.failure(action, exc, started) from exc.__cause__
+        return self.owner_column
+
+    def _prepare_table(self, connection: Connection) -> None:
+        # On first use, within the deadline like any statement: create the
+        # table or add what an older one lacks, if asked; see what it has.
         with self._table_mutex:
-            if self._table_ready:
+            if self.owner_column is not None:
                 return
             ticket = WATCHDOG.arm(_fileno(connection), self.timeout) if self._watched else None
             try:
-                try:
-                    self.table.create(connection, checkfirst=True)
-                    connection.commit()
-                except SQLAlchemyError:
-                    # Another process may have created it between check and CREATE.
-                    connection.rollback()
-                    if not sa.inspect(connection).has_table(self.table.name):
-                        raise
+                owner_column = prepare_table(connection, self.table, create=self._create_table)
+                connection.commit()
             except BaseException as exc:
                 if ticket is not None and WATCHDOG.disarm(ticket):
                     raise _NoAnswer() from exc
@@ -257,7 +270,21 @@ class Database:
             if ticket is not None and WATCHDOG.disarm(ticket):
                 connection.invalidate()
                 raise _NoAnswer()
-            self._table_ready = True
+            self.owner_column = owner_column
+
+    def missing_owner_column(self, action: str) -> SessionStoreError:
+        """The error for an owner the table can not hold: what to run to add the column."""
+        where = f"SQLAlchemyStore could not {action}: table {self.table.name!r} at {self.where()}"
+        if "owner" not in self.table.c:
+            return SessionStoreError(
+                f"{where} has no 'owner' column, and neither has its definition in the given MetaData; "
+                "define the table with wsgisession.stores.sqlalchemy.session_table() and add the column"
+            )
+        statements = "; ".join(owner_column_statements(self.table, self.engine.dialect))
+        return SessionStoreError(
+            f"{where} has no 'owner' column (tables created before 0.2.0 lack it); "
+            f"add it with: {statements}; or let the store add it on first use (create_table=True)"
+        )
 
     # -- errors -------------------------------------------------------------------------
 

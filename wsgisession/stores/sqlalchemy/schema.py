@@ -2,10 +2,12 @@
 
 A row is keyed by the SHA-256 digest of the session id.  Its ``data`` column
 holds the JSON of the record's content, ``{"data": {...}, "flash": [...]}``
-plus ``"generation"`` and ``"persistent"`` when they are set (rows written by
-0.1.0 have only the first two); the record's times have columns of their own.
-``version`` rises with every change of the data: it is the compare-and-swap
-token, which the store hands out with each record it loads (:class:`RowVersion`).
+plus ``"generation"``, ``"persistent"`` and the owner's ``"details"`` when
+they are set (rows written by 0.1.0 have only the first two); the record's
+times have columns of their own, and so has its owner, indexed so that the
+sessions of an owner are found without a scan.  ``version`` rises with every
+change of the data or the owner: it is the compare-and-swap token, which the
+store hands out with each record it loads (:class:`RowVersion`).
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from ...errors import SessionStoreError
 from ...serialization import dumps, loads
 from ...store import SessionRecord
 
-__all__ = ["session_table", "RowVersion", "payload_of", "parse_payload", "record_of"]
+__all__ = ["session_table", "RowVersion", "payload_of", "parse_payload", "record_of", "OWNER_LENGTH"]
 
+#: The columns a table needs: those of 0.1.0.  The ``owner`` column came with
+#: 0.2.0; the store adds it to an older table (see ``upgrade``).
 COLUMNS = (
     "id",
     "data",
@@ -33,13 +37,20 @@ COLUMNS = (
     "lock_expires",
 )
 
+#: The longest owner the ``owner`` column holds, in characters.
+OWNER_LENGTH = 255
+
 
 def session_table(metadata: sa.MetaData, name: str = "sessions") -> sa.Table:
     """Define the sessions table in ``metadata`` (for migrations) and return it.
 
     A table of that name already in ``metadata`` is returned when it has the
-    store's columns; otherwise ``ValueError`` is raised.  The columns are those
-    of 0.1.0: a table created by 0.1.0 needs no migration.
+    columns of 0.1.0; otherwise ``ValueError`` is raised (one without the
+    ``owner`` column serves sessions without owners).  The definition adds the
+    indexed ``owner`` column to those of 0.1.0: a migration tool comparing
+    it with a table created by 0.1.0 adds that column and its index, which
+    the store also does by itself on first use unless ``create_table`` is
+    False.
     """
     existing = metadata.tables.get(name)
     if existing is not None:
@@ -70,31 +81,48 @@ def session_table(metadata: sa.MetaData, name: str = "sessions") -> sa.Table:
         # The per-session request lock: its holder's token and when it lapses.
         sa.Column("lock_token", sa.String(32), nullable=True),
         sa.Column("lock_expires", sa.Double(), nullable=True),
+        # Who the session belongs to (NULL for nobody); indexed for the
+        # sessions of an owner.  MariaDB and MySQL compare strings without
+        # regard to case by default: a binary collation keeps "Ann" and "ann"
+        # two owners.
+        sa.Column(
+            "owner",
+            sa.String(OWNER_LENGTH).with_variant(
+                mysql.VARCHAR(OWNER_LENGTH, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb"
+            ),
+            nullable=True,
+            index=True,
+        ),
     )
 
 
 class RowVersion(NamedTuple):
     """What ``record["version"]`` holds for a record this store loaded or wrote.
 
-    ``number`` is the row's ``version`` column and ``payload`` the JSON its
-    ``data`` column held at that version.  A write applies the request's
-    changes to ``payload`` and succeeds only while the row still has
-    ``number``: one statement, and no change another request made meanwhile
-    is overwritten.  (The record's own ``data`` is the request's copy, which
-    the session changes as the request goes on, so it can not serve.)
+    ``number`` is the row's ``version`` column, and ``payload`` and ``owner``
+    what its ``data`` and ``owner`` columns held at that version.  A write
+    applies the request's changes to them and succeeds only while the row
+    still has ``number``: one statement, and no change another request made
+    meanwhile is overwritten.  (The record's own ``data`` is the request's
+    copy, which the session changes as the request goes on, so it can not
+    serve.)
     """
 
     number: int
     payload: str
+    owner: Optional[str] = None
 
 
 def payload_of(record: SessionRecord) -> str:
-    """The ``data`` column for ``record``: its content besides the times."""
+    """The ``data`` column for ``record``: its content besides the times and the owner."""
     payload: Dict[str, Any] = {"data": record["data"], "flash": record["flash"]}
     if record.get("generation"):
         payload["generation"] = record["generation"]
     if "persistent" in record:
         payload["persistent"] = record["persistent"]
+    details = record.get("details")
+    if details and record.get("owner") is not None:
+        payload["details"] = details
     return dumps(payload)
 
 
@@ -111,8 +139,10 @@ def parse_payload(text: str, table_name: str) -> Dict[str, Any]:
     return payload  # type: ignore[no-any-return]
 
 
-def record_of(payload: Dict[str, Any], created: float, refreshed: float, expires: Optional[float]) -> SessionRecord:
-    """The record a row holds: its parsed ``data`` column and its times."""
+def record_of(
+    payload: Dict[str, Any], created: float, refreshed: float, expires: Optional[float], owner: Optional[str] = None
+) -> SessionRecord:
+    """The record a row holds: its parsed ``data`` column, its times and its owner."""
     record: SessionRecord = {
         "data": payload["data"],
         "flash": payload["flash"],
@@ -124,4 +154,9 @@ def record_of(payload: Dict[str, Any], created: float, refreshed: float, expires
         record["generation"] = int(payload["generation"])
     if "persistent" in payload:
         record["persistent"] = bool(payload["persistent"])
+    if owner is not None:
+        record["owner"] = owner
+        details = payload.get("details")
+        if details:
+            record["details"] = details
     return record

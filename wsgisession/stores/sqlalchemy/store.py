@@ -5,19 +5,32 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 
 from ...errors import SessionStoreError
 from ...serialization import dumps
-from ...store import ChangeOutcome, SessionChanges, SessionLock, SessionRecord, Store, WSGIEnviron, storage_key
+from ...store import (
+    ChangeOutcome,
+    SessionChanges,
+    SessionInfo,
+    SessionLock,
+    SessionRecord,
+    Store,
+    SupportsId,
+    WSGIEnviron,
+    is_empty,
+    session_handle,
+    session_info,
+    storage_key,
+)
 from .database import Database
 from .engines import build_engine, check_database
 from .locking import RequestLocks
-from .schema import RowVersion, parse_payload, payload_of, record_of, session_table
-from .statements import Statements
+from .schema import OWNER_LENGTH, RowVersion, parse_payload, payload_of, record_of, session_table
+from .statements import OwnerStatements, Statements
 
 __all__ = ["SQLAlchemyStore"]
 
@@ -28,8 +41,9 @@ log = logging.getLogger("wsgisession")
 # instead of waiting.
 _MAX_ATTEMPTS = 3
 
-# What the rewrite functions of _swap answer: the new payload and further
-# columns to set, None (nothing to write), or GONE / EMPTIED.
+# What the rewrite functions of _swap answer, given the row at the version
+# they start from: the new payload and further columns to set, None (nothing
+# to write), or GONE / EMPTIED.
 _Rewrite = Union[None, ChangeOutcome, Tuple[str, Dict[str, Any]]]
 
 # What _swap answers: the outcome, and the version written if any.
@@ -49,6 +63,13 @@ class SQLAlchemyStore(Store):
     ``sweep_every=N`` deletes a batch of expired rows every N writes, for
     deployments without a cron job running ``cleanup()``.  A request lock
     whose holder died lapses after ``lock_expire_after`` seconds.
+
+    Each row keeps its session's owner in an indexed column, for
+    :meth:`sessions_of`, :meth:`end_session` and :meth:`end_sessions`.  A
+    table created before that column existed gets it on first use; with
+    ``create_table=False`` it serves sessions without owners, and setting or
+    listing an owner raises ``SessionStoreError`` naming the statements that
+    add the column.
     """
 
     can_lock = True
@@ -98,7 +119,11 @@ class SQLAlchemyStore(Store):
         self.lock_expire_after = float(lock_expire_after)
         self._clock = clock
         self._database = Database(engine, self.table, create_table=create_table, autocommit=autocommit, timeout=timeout)
-        self._statements = Statements(self.table)
+        # The statements for a table with the owner column until the first
+        # use finds out (``_sql``); the lock's do not read the owner.
+        owner_column = "owner" in self.table.c
+        self._statements = Statements(self.table, owner_column=owner_column)
+        self._owner_statements = OwnerStatements(self.table) if owner_column else None
         self._locks = RequestLocks(self._database, self._statements, clock, self.lock_expire_after)
         self._writes = 0
         self._writes_mutex = threading.Lock()
@@ -106,21 +131,45 @@ class SQLAlchemyStore(Store):
     def __repr__(self) -> str:
         return f"<SQLAlchemyStore {self._database.where()} table={self.table.name!r}>"
 
+    def _sql(self, action: str) -> Statements:
+        # The statements that fit the table, once the first use has found out
+        # whether it has the owner column.  While the table does not exist,
+        # those of a current table run, and fail saying so.
+        if self._database.owner_column is None and self._database.find_owner_column(action) is False:
+            self._statements = Statements(self.table, owner_column=False)
+        return self._statements
+
+    def _owner_value(self, action: str, owner: Optional[str]) -> Optional[str]:
+        # What the owner column gets: refused before the statement when the
+        # table can not hold it, rather than failing differently on each database.
+        if owner is not None:
+            if self._database.owner_column is False:
+                raise self._database.missing_owner_column(action)
+            if len(owner) > OWNER_LENGTH:
+                raise SessionStoreError(
+                    f"SQLAlchemyStore could not {action}: the owner is {len(owner)} characters long, "
+                    f"more than the {OWNER_LENGTH} of the owner column"
+                )
+        return owner
+
     # -- the four basic methods ------------------------------------------------
 
     def get_session(self, id: str, environ: WSGIEnviron) -> Optional[SessionRecord]:
         """The session's record, with ``record["version"]``, a :class:`RowVersion` for the request's writes."""
+        action = "load a session"
         row = self._database.fetch_one(
-            "load a session", self._statements.load, {"key": storage_key(id), "now": self._clock()}, retry=True
+            action, self._sql(action).load, {"key": storage_key(id), "now": self._clock()}, retry=True
         )
         if row is None:
             return None
-        payload_text, created, refreshed, expires, version = row
-        record = record_of(parse_payload(payload_text, self.table.name), created, refreshed, expires)
-        record["version"] = RowVersion(version, payload_text)
+        payload_text, created, refreshed, expires, version, owner = row
+        record = record_of(parse_payload(payload_text, self.table.name), created, refreshed, expires, owner)
+        record["version"] = RowVersion(version, payload_text, owner)
         return record
 
     def create_session(self, data: SessionRecord, id: str, environ: WSGIEnviron) -> None:
+        action = "create a session"
+        statements = self._sql(action)
         values = {
             "id": storage_key(id),
             "data": payload_of(data),
@@ -129,11 +178,14 @@ class SQLAlchemyStore(Store):
             "expires_at": _seconds(data["expires"]),
             "updated_at": float(self._clock()),
         }
-        self._database.insert_new("create a session", self._statements.insert, values)
+        self._add_owner(action, values, data)
+        self._database.insert_new(action, statements.insert, values)
         self._count_write()
 
     def persist_session(self, data: SessionRecord, id: str, environ: WSGIEnviron) -> None:
         # UPDATE only: a row that a concurrent logout deleted stays deleted.
+        action = "save a session"
+        statements = self._sql(action)
         values = {
             "key": storage_key(id),
             "data": payload_of(data),
@@ -141,13 +193,20 @@ class SQLAlchemyStore(Store):
             "expires_at": _seconds(data["expires"]),
             "updated_at": float(self._clock()),
         }
-        if self._database.change("save a session", self._statements.replace, values, retry=True) == 0:
+        self._add_owner(action, values, data)
+        if self._database.change(action, statements.replace, values, retry=True) == 0:
             log.info("session was deleted before it could be saved; it was not re-created")
             return
         self._count_write()
 
     def delete_session(self, id: str, environ: WSGIEnviron) -> None:
         self._database.change("delete a session", self._statements.delete, {"key": storage_key(id)}, retry=True)
+
+    def _add_owner(self, action: str, values: Dict[str, Any], record: SessionRecord) -> None:
+        # The statements of a table without the owner column take no owner.
+        owner = self._owner_value(action, record.get("owner"))
+        if self._database.owner_column is not False:
+            values["owner"] = owner
 
     # -- the concurrency guarantees ----------------------------------------------
 
@@ -160,21 +219,37 @@ class SQLAlchemyStore(Store):
         key = storage_key(id)
         if not changes.changes_data and not changes.claimed:
             return self._refresh(key, changes)
+        action = "save a session"
+        statements = self._sql(action)
+        # A new owner rides the compare-and-swap of the data: no statement more.
+        owner_change = changes.owner
+        new_owner = owner_change is not None and self._database.owner_column is not False
+        if owner_change is not None:
+            self._owner_value(action, owner_change.owner)
 
-        def rewrite(payload_text: str) -> _Rewrite:
-            payload = parse_payload(payload_text, self.table.name)
+        def rewrite(version: RowVersion) -> _Rewrite:
+            payload = parse_payload(version.payload, self.table.name)
             if payload.get("generation", 0) != changes.generation:
                 return ChangeOutcome.GONE  # cleared since the request loaded it
-            record = changes.apply_to(record_of(payload, 0.0, 0.0, None))
-            if not record["data"]:
+            record = changes.apply_to(record_of(payload, 0.0, 0.0, None, version.owner))
+            if is_empty(record):
                 return ChangeOutcome.EMPTIED
-            expiry = {"refreshed_at": float(record["refreshed"]), "expires_at": _seconds(record["expires"])}
-            return payload_of(record), expiry
+            columns: Dict[str, Any] = {
+                "refreshed_at": float(record["refreshed"]),
+                "expires_at": _seconds(record["expires"]),
+            }
+            if new_owner:
+                columns["owner"] = record.get("owner")
+            return payload_of(record), columns
 
         base = changes.base
         known = base.get("version") if base is not None else None
         outcome, written = self._swap(
-            "save a session", key, known if isinstance(known, RowVersion) else None, self._statements.swap_all, rewrite
+            action,
+            key,
+            known if isinstance(known, RowVersion) else None,
+            statements.swap_owner if new_owner else statements.swap_all,
+            rewrite,
         )
         if written is not None and base is not None:
             base["version"] = written
@@ -197,8 +272,8 @@ class SQLAlchemyStore(Store):
         return ChangeOutcome.APPLIED if refreshed > 0 else ChangeOutcome.GONE
 
     def consume_flash(self, id: str, key: str, environ: WSGIEnviron) -> bool:
-        def rewrite(payload_text: str) -> _Rewrite:
-            payload = parse_payload(payload_text, self.table.name)
+        def rewrite(version: RowVersion) -> _Rewrite:
+            payload = parse_payload(version.payload, self.table.name)
             if key not in payload["flash"]:
                 return None
             payload["data"].pop(key, None)
@@ -214,7 +289,7 @@ class SQLAlchemyStore(Store):
         key: str,
         known: Optional[RowVersion],
         statement: sa.Update,
-        rewrite: Callable[[str], _Rewrite],
+        rewrite: Callable[[RowVersion], _Rewrite],
     ) -> _Swapped:
         # Compare-and-swap of the row's data; the version written comes back
         # with the outcome.  The first attempt costs one statement when the
@@ -235,7 +310,7 @@ class SQLAlchemyStore(Store):
                     row = database.fetch_one(action, self._statements.load, {"key": key, "now": now}, retry=True)
                     if row is None:
                         return ChangeOutcome.GONE, None  # deleted, regenerated or expired
-                    known = RowVersion(row[4], row[0])
+                    known = RowVersion(row[4], row[0], row[5])
                 swapped = self._write(change, key, known, now, statement, rewrite)
                 # GONE from the request's own copy may be stale: ask the database.
                 if swapped is not None and (fresh or swapped[0] is not ChangeOutcome.GONE):
@@ -245,7 +320,9 @@ class SQLAlchemyStore(Store):
                 row = transaction.fetch_one(self._statements.load_locked, {"key": key, "now": now})
                 if row is None:
                     return ChangeOutcome.GONE, None
-                swapped = self._write(transaction.change, key, RowVersion(row[1], row[0]), now, statement, rewrite)
+                swapped = self._write(
+                    transaction.change, key, RowVersion(row[1], row[0], row[2]), now, statement, rewrite
+                )
             if swapped is not None:
                 return swapped
         raise SessionStoreError(
@@ -260,12 +337,12 @@ class SQLAlchemyStore(Store):
         version: RowVersion,
         now: float,
         statement: sa.Update,
-        rewrite: Callable[[str], _Rewrite],
+        rewrite: Callable[[RowVersion], _Rewrite],
     ) -> Optional[_Swapped]:
-        # ``rewrite(payload)`` answers the new payload and further columns,
+        # ``rewrite(version)`` answers the new payload and further columns,
         # None to leave the row alone (GONE), GONE, or EMPTIED to delete the
         # row.  None comes back when the row is no longer at ``version``.
-        rewritten = rewrite(version.payload)
+        rewritten = rewrite(version)
         if rewritten is None or rewritten is ChangeOutcome.GONE:
             return ChangeOutcome.GONE, None
         if rewritten is ChangeOutcome.EMPTIED:
@@ -276,7 +353,7 @@ class SQLAlchemyStore(Store):
         payload, columns = rewritten
         values = {"key": key, "version": version.number, "now": now, "data": payload, "updated_at": now, **columns}
         if change(statement, values) == 1:
-            return ChangeOutcome.APPLIED, RowVersion(version.number + 1, payload)
+            return ChangeOutcome.APPLIED, RowVersion(version.number + 1, payload, columns.get("owner", version.owner))
         return None
 
     def lock_session(self, id: str, timeout: float, environ: WSGIEnviron) -> SessionLock:
@@ -287,6 +364,59 @@ class SQLAlchemyStore(Store):
         session with no row needs no lock.
         """
         return self._locks.acquire(storage_key(id), timeout)
+
+    # -- the sessions of an owner ------------------------------------------------------
+
+    def _owner_sql(self, action: str) -> OwnerStatements:
+        self._sql(action)
+        if self._database.owner_column is False or self._owner_statements is None:
+            raise self._database.missing_owner_column(action)
+        return self._owner_statements
+
+    def sessions_of(self, owner: str, current: Optional[SupportsId] = None) -> List[SessionInfo]:
+        """The live sessions of ``owner``, oldest first: one ``SELECT`` on the owner column's index."""
+        action = "list the sessions of an owner"
+        current_key = storage_key(current.id) if current is not None else None
+        rows = self._database.fetch_all(
+            action, self._owner_sql(action).sessions, {"owner": owner, "now": float(self._clock())}, retry=True
+        )
+        return [
+            session_info(
+                key,
+                record_of(parse_payload(payload_text, self.table.name), created, refreshed, expires, owner),
+                key == current_key,
+            )
+            for key, payload_text, created, refreshed, expires in rows
+        ]
+
+    def end_session(self, owner: str, handle: str) -> bool:
+        """End ``owner``'s session named by ``handle``, as ``delete()`` would; False when there is none.
+
+        The handle is not stored: it is computed for each of the owner's
+        sessions, and the one that matches is deleted.
+        """
+        action = "end a session"
+        statements = self._owner_sql(action)
+        rows = self._database.fetch_all(
+            action, statements.keys, {"owner": owner, "now": float(self._clock())}, retry=True
+        )
+        for (key,) in rows:
+            if session_handle(key) == handle:
+                return self._database.change(action, statements.end_one, {"key": key, "owner": owner}, retry=True) > 0
+        return False
+
+    def end_sessions(self, owner: str, keep: Optional[SupportsId] = None) -> int:
+        """End every live session of ``owner`` but ``keep``, as ``delete()`` would, in one ``DELETE``; return how many.
+
+        Expired ones are left to :meth:`cleanup`, like every expired row.
+        """
+        action = "end the sessions of an owner"
+        values = {
+            "owner": owner,
+            "keep": storage_key(keep.id) if keep is not None else "",
+            "now": float(self._clock()),
+        }
+        return self._database.change(action, self._owner_sql(action).end_others, values, retry=True)
 
     # -- cleanup -------------------------------------------------------------------
 
