@@ -52,14 +52,18 @@ def create_app(store: Optional[Store] = None, **middleware_options: Any) -> Sess
     # The cookie store can not lock, and the page says so.
     can_lock = settings.can_lock(store)
     middleware_options.setdefault("lock", can_lock)
-    warning = "" if can_lock else f'<p class="warning">{html.escape(settings.LOST_CHANGES_NOTICE)}</p>\n'
     app = bottle.Bottle()
+    # Kept in the app's config: Bottle's plugin lookup loops forever on a
+    # route function that closes over a variable that is not a function.
+    app.config["cart.warning"] = "" if can_lock else settings.LOST_CHANGES_NOTICE
     app.install(SessionPlugin())
 
     @app.get("/")
     def show_cart(session: Session) -> str:
         notice = session.get("notice", "")  # a flash value: shown once
         items = "".join(f"<li>{html.escape(item)}</li>" for item in session.get("cart", []))
+        warning = bottle.request.app.config["cart.warning"]
+        warning = f'<p class="warning">{html.escape(warning)}</p>\n' if warning else ""
         return PAGE.format(notice=html.escape(notice), items=items, warning=warning)
 
     @app.get("/cart.json")

@@ -145,7 +145,7 @@ def create_app(**session_options: Any) -> Flask:
     middleware: SessionMiddleware = app.extensions[EXTENSION_NAME]
     clock: Callable[[], float] = session_options.get("clock", time.time)
     # Outside the session middleware, which raises the error as the response starts.
-    app.wsgi_app = explain_oversized_sessions(app.wsgi_app)  # type: ignore[method-assign]
+    app.wsgi_app = ExplainOversizedSessions(app.wsgi_app)  # type: ignore[method-assign]
 
     login_manager = LoginManager(app)
     login_manager.login_view = "index"
@@ -237,19 +237,22 @@ def create_app(**session_options: Any) -> Flask:
 WSGIApp = Callable[[Dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
-def explain_oversized_sessions(wsgi_app: WSGIApp) -> WSGIApp:
-    """Wrap the app so that a session too large for its cookie answers a readable 500 page.
+class ExplainOversizedSessions:
+    """Wraps a WSGI app so that a session too large for its cookie answers a readable 500 page.
 
-    ``SessionCookieTooLarge`` comes from the middleware when the response
-    starts, after Flask's error handlers are done, so it is caught out here,
-    where the whole body is read first (fine in development; a production app
-    lets its error tracker report the 500).
+    ``SessionCookieTooLarge`` comes from the session middleware as the
+    response starts, after Flask's error handlers are done, so it is caught
+    out here, where the whole body is read first: fine in development; a
+    production app lets its error tracker report the 500.
     """
 
-    def app(environ: Dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    def __init__(self, app: WSGIApp) -> None:
+        self.app = app
+
+    def __call__(self, environ: Dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         body: Iterable[bytes] = []
         try:
-            body = wsgi_app(environ, start_response)
+            body = self.app(environ, start_response)
             return list(body)  # the session is saved as the first chunk is read
         except SessionCookieTooLarge as error:
             log.exception("the session outgrew its cookie")
@@ -261,8 +264,6 @@ def explain_oversized_sessions(wsgi_app: WSGIApp) -> WSGIApp:
             close = getattr(body, "close", None)
             if close is not None:
                 close()
-
-    return app
 
 
 app = create_app()

@@ -18,7 +18,7 @@ from typing import Any
 log = logging.getLogger("examples")
 
 #: Known to everyone who has this repository: for a laptop, never for a server.
-DEVELOPMENT_SECRET_KEY = "wsgisession examples: a development secret, public, never for production"
+DEVELOPMENT_SECRET_KEY = "wsgisession-examples-public-development-secret-never-for-production"
 
 #: What the examples show when the store can not hold the per-session lock.
 LOST_CHANGES_NOTICE = (
