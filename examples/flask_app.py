@@ -144,8 +144,10 @@ def create_app(**session_options: Any) -> Flask:
     WsgiSession(app, **session_options)
     middleware: SessionMiddleware = app.extensions[EXTENSION_NAME]
     clock: Callable[[], float] = session_options.get("clock", time.time)
-    # Outside the session middleware, which raises the error as the response starts.
-    app.wsgi_app = ExplainOversizedSessions(app.wsgi_app)  # type: ignore[method-assign]
+    if middleware.store.client_side:
+        # Only a cookie can be too large.  Outside the session middleware,
+        # which raises the error as the response starts.
+        app.wsgi_app = ExplainOversizedSessions(app.wsgi_app)  # type: ignore[method-assign]
 
     login_manager = LoginManager(app)
     login_manager.login_view = "index"
