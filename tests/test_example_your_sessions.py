@@ -13,15 +13,17 @@ from wsgisession.stores.memory import MemoryStore
 from wsgisession.testing import FakeClock
 
 from .store_suite import cookie_of
+from .support import REDIS_URL, RUN_ID, require_service
 
 pytest.importorskip("flask_login")
 from examples import flask_app  # noqa: E402
 
-#: The stores the page is tested on.  SQLAlchemyStore lists owners once its
-#: owner index lands (until then "Your sessions" answers 500 there): then
-#: replace its pytest.param(...) line by "sqlite" and it runs too.
+#: The stores the page is tested on: those with an owner index.  SQLAlchemyStore
+#: lists owners once its owner index lands (until then "Your sessions" answers
+#: 500 there): then replace its pytest.param(...) line by "sqlite".
 OWNER_STORES = [
     "memory",
+    "redis",
     pytest.param("sqlite", marks=pytest.mark.xfail(raises=AppError, strict=True, reason="no owner index on SQL yet")),
 ]
 
@@ -30,6 +32,21 @@ OWNER_STORES = [
 def store(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Iterator[Store]:
     if request.param == "memory":
         yield MemoryStore(clock=clock)
+        return
+    if request.param == "redis":
+        redis = pytest.importorskip("redis")
+        from wsgisession.stores.redis import RedisStore
+
+        url = require_service("Redis", REDIS_URL)
+        prefix = f"wsgisession-test-{RUN_ID}-your-sessions:"
+        redis_store = RedisStore(url, prefix=prefix, clock=clock)
+        yield redis_store
+        redis_store.close()
+        client = redis.Redis.from_url(url)
+        leftovers = list(client.scan_iter(match=prefix + "*", count=1000))
+        if leftovers:
+            client.delete(*leftovers)
+        client.close()
         return
     pytest.importorskip("sqlalchemy")
     from wsgisession.stores.sqlalchemy import SQLAlchemyStore
