@@ -14,7 +14,10 @@ bind = "127.0.0.1:8000"
 # would give each worker different sessions: use a store the workers share
 # (a SQLite file, PostgreSQL, MySQL, Redis) or the cookie store.  The example
 # apps read the store's URL from WSGISESSION_STORE; this sets it for the
-# workers unless it is set already.
+# workers unless it is set already.  The cookie store's secret,
+# WSGISESSION_SECRET_KEY, must be the same in every worker: set it in the
+# environment (without it the examples sign with a public development
+# secret, the same in every process, and log a warning).
 workers = 2
 raw_env = ["WSGISESSION_STORE=" + os.environ.get("WSGISESSION_STORE", "sqlite:///sessions.sqlite3")]
 

@@ -3,10 +3,15 @@
 Run it and open http://127.0.0.1:8000/::
 
     python examples/pyramid_app.py
+    WSGISESSION_STORE=cookie python examples/pyramid_app.py
 
 ``config.include("wsgisession.contrib.pyramid")`` reads the ``wsgisession.*``
 settings; Pyramid checks the form's ``csrf_token`` against the session's
-token.  The store is the URL in ``WSGISESSION_STORE`` (default ``memory``).
+token.  The store is the URL in ``WSGISESSION_STORE`` (default ``memory``)
+and the cookie store's secret ``WSGISESSION_SECRET_KEY`` (see
+``examples/settings.py``).  On every store that can, the notes are changed
+under the per-session lock (``wsgisession.lock``): two tabs adding notes at
+once keep them all.
 """
 
 from __future__ import annotations
@@ -20,6 +25,13 @@ from pyramid.httpexceptions import HTTPSeeOther
 from pyramid.request import Request
 from pyramid.response import Response
 
+from wsgisession.contrib import REGISTRY_KEY
+
+if __package__:
+    from . import settings as example_settings
+else:  # run as a script (python examples/pyramid_app.py): this folder is on sys.path
+    import settings as example_settings  # type: ignore[no-redef]
+
 PAGE = """<!doctype html>
 <title>wsgisession with Pyramid</title>
 {messages}
@@ -28,7 +40,7 @@ PAGE = """<!doctype html>
   <input type="hidden" name="csrf_token" value="{csrf_token}">
   <input name="text"> <button>Add a note</button>
 </form>
-"""
+{warning}"""
 
 
 def show_notes(request: Request) -> Response:
@@ -36,7 +48,10 @@ def show_notes(request: Request) -> Response:
     messages = [f'<p class="error">{html.escape(text)}</p>' for text in session.pop_flash("error")]
     messages += [f"<p>{html.escape(text)}</p>" for text in session.pop_flash()]
     notes = "".join(f"<li>{html.escape(note)}</li>" for note in session.get("notes", []))
-    body = PAGE.format(messages="".join(messages), notes=notes, csrf_token=session.get_csrf_token())
+    warning = ""
+    if request.registry[REGISTRY_KEY].lock_timeout is None:  # no lock=True: the store can not lock
+        warning = f'<p class="warning">{html.escape(example_settings.LOST_CHANGES_NOTICE)}</p>\n'
+    body = PAGE.format(messages="".join(messages), notes=notes, csrf_token=session.get_csrf_token(), warning=warning)
     return Response(body)
 
 
@@ -53,11 +68,18 @@ def add_note(request: Request) -> HTTPSeeOther:
 def create_app(settings: Optional[Dict[str, Any]] = None) -> Any:
     """The WSGI app; ``settings`` add to or override the defaults below."""
     settings = {
-        "wsgisession.store": os.environ.get("WSGISESSION_STORE", "memory"),
+        "wsgisession.store": example_settings.store_url(),
         "wsgisession.expire_after": "28800",
         "wsgisession.cookie_secure": "auto",
         **(settings or {}),
     }
+    store = settings["wsgisession.store"]
+    if example_settings.is_cookie_store(store):
+        settings.setdefault("wsgisession.secret_key", example_settings.secret_key())
+    # The notes are read, changed and written back whole: without the lock two
+    # requests at once each add to the list they read and one note is lost.
+    # The cookie store can not lock, and the page says so.
+    settings.setdefault("wsgisession.lock", example_settings.can_lock(store))
     with Configurator(settings=settings) as config:
         config.include("wsgisession.contrib.pyramid")
         config.set_default_csrf_options(require_csrf=True)  # unsafe methods need the token

@@ -8,7 +8,7 @@ from typing import Iterator, List
 
 import pytest
 
-from examples.counter import create_app, make_store
+from examples.counter import PAGES, create_app, make_store
 
 from .servers import REPO, Address, Browser, free_port, serving
 from .support import browser
@@ -30,6 +30,25 @@ def test_counters_and_flash(store_name: str, tmp_path: Path) -> None:
     assert app.get("/message").json == {"message": None}
     app.get("/logout")
     assert app.get("/testsession").json == {"xx": 2, "yy": 1}
+
+
+def test_the_index_links_every_page_and_unknown_paths_are_404(tmp_path: Path) -> None:
+    app = browser(create_app(make_store("memory")))
+    index = app.get("/")
+    assert index.content_type == "text/html"
+    links = [link["href"] for link in index.html.find_all("a")]
+    assert sorted(link.partition("?")[0] for link in links) == sorted(PAGES)
+    for link in links:
+        assert index.click(href=link.replace("?", r"\?")).status_int == 200
+    for unknown in ("/nope", "/testsession/", "/favicon.ico"):
+        missing = app.get(unknown, status=404)
+        assert missing.html.find("a")["href"] == "/" and "Set-Cookie" not in missing.headers
+
+
+def test_the_cookie_store_runs_on_the_development_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WSGISESSION_SECRET_KEY", raising=False)
+    app = browser(create_app(make_store("cookie")))
+    assert [app.get("/testsession").json["yy"] for _ in range(2)] == [1, 2]
 
 
 @pytest.fixture
