@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Callable, Dict, Iterator
 
 import pytest
-from webtest import AppError, TestApp
+from webtest import TestApp
 
 from wsgisession.store import Store
 from wsgisession.stores.memory import MemoryStore
@@ -18,14 +18,8 @@ from .support import REDIS_URL, RUN_ID, require_service
 pytest.importorskip("flask_login")
 from examples import flask_app  # noqa: E402
 
-#: The stores the page is tested on: those with an owner index.  SQLAlchemyStore
-#: lists owners once its owner index lands (until then "Your sessions" answers
-#: 500 there): then replace its pytest.param(...) line by "sqlite".
-OWNER_STORES = [
-    "memory",
-    "redis",
-    pytest.param("sqlite", marks=pytest.mark.xfail(raises=AppError, strict=True, reason="no owner index on SQL yet")),
-]
+#: The stores the page is tested on: every store with an owner index.
+OWNER_STORES = ["memory", "redis", "sqlite"]
 
 
 @pytest.fixture(params=OWNER_STORES)
