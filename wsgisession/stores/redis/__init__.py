@@ -20,7 +20,7 @@ commit runs one Lua script that applies the request's changes to the current
 hash, or does nothing when the hash is gone or was cleared since the request
 loaded it (a logout won), deletes a hash left without data, and writes
 ``m:record`` again.  ``m:record`` is what a load reads: one ``HGET``, parsed by
-one ``json.loads`` into the record itself.  Hashes written before it existed
+one JSON parse into the record itself.  Hashes written before it existed
 (0.1.0) have none; a second call then builds the record from their fields.
 The hash's Redis TTL follows the record's expiry plus a small grace.
 
@@ -34,7 +34,6 @@ with bounded waits), ``lock`` (the request lock, a queue),
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -50,7 +49,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
 from redis.cluster import RedisCluster
 
 from ...errors import SessionStoreError
-from ...serialization import dumps
+from ...serialization import dumps, loads
 from ...store import (
     ChangeOutcome,
     SessionChanges,
@@ -97,7 +96,7 @@ _DETAILS = "m:details"
 # HSET / HDEL in chunks; an even chunk size keeps HSET's pairs whole.
 #
 # record_text(hash) answers the record as the JSON text of a SessionRecord
-# ({"data": {...}, "flash": [...], "created": ..., ...}: one json.loads gives
+# ({"data": {...}, "flash": [...], "created": ..., ...}: one JSON parse gives
 # the record get_session returns; a missing time is null), and as a second
 # value whether the hash holds any session value or an owner.  Field values are JSON
 # texts already; a key is quoted here, through cjson only when it holds a
@@ -343,8 +342,6 @@ return 1
 )
 
 _OUTCOMES = {0: ChangeOutcome.GONE, 1: ChangeOutcome.APPLIED, 2: ChangeOutcome.EMPTIED}
-
-_loads = json.loads
 
 
 class RedisStore(Store):
@@ -701,7 +698,7 @@ def _warn_when_unbounded(reply_timeout: Optional[float], connect_timeout: Option
 def _parse_record(text: Union[bytes, str]) -> SessionRecord:
     # The text the scripts build (record_text) is the record itself, as JSON.
     try:
-        record = _loads(text)
+        record = loads(text)
     except ValueError as exc:  # bad JSON or UTF-8
         raise SessionStoreError(f"RedisStore found a malformed session hash: {exc!r}") from exc
     if type(record) is not dict or record.get("created") is None:
