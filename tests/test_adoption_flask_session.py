@@ -201,7 +201,7 @@ def test_a_cookie_naming_no_record_is_ignored(backend: Backend, clock: FakeClock
 def test_a_pickled_record_is_refused_unless_the_app_opts_in(
     backend: Backend, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # What Flask-Session before 0.6 stored.
+    # What Flask-Session before 0.7 stored.
     client = logged_in_on_flask_session(backend)
     old_id = client.cookies["session"]
     [key] = backend.keys()

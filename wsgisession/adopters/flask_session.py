@@ -3,7 +3,7 @@
 Flask-Session keeps a session under ``key_prefix + id`` (``"session:"`` by
 default), in the ``sessions`` table of its SQLAlchemy backend or as a Redis
 key, and gives the browser the id in the session cookie, signed with the
-app's secret key when ``SESSION_USE_SIGNER`` was on.  Since 0.6 it stores the
+app's secret key when ``SESSION_USE_SIGNER`` was on.  Since 0.7 it stores the
 session as msgpack (JSON with ``SESSION_SERIALIZATION_FORMAT = "json"``);
 both are read here.  Earlier versions pickled it: such a record is only read
 with ``allow_pickle=True``, because unpickling runs whatever code the bytes
@@ -60,7 +60,7 @@ class FlaskSessionAdopter:
     ``SESSION_KEY_PREFIX``; ``secret_key`` (one key, or a list with the
     current key last) verifies ids signed under ``SESSION_USE_SIGNER``, which
     ``use_signer`` says were.  ``allow_pickle=True`` also reads records that
-    Flask-Session before 0.6 pickled: only for a store no one else can write.
+    Flask-Session before 0.7 pickled: only for a store no one else can write.
 
     A backend implements :meth:`fetch` and :meth:`retire`.
     """
@@ -141,7 +141,7 @@ class FlaskSessionAdopter:
             if not self.allow_pickle:
                 log.warning(
                     "a Flask-Session record was not adopted: it is neither msgpack nor JSON (Flask-Session "
-                    "before 0.6 pickled sessions; allow_pickle=True reads those, if no one else can write to the store)"
+                    "before 0.7 pickled sessions; allow_pickle=True reads those, if no one else can write to the store)"
                 )
                 return None
             try:
