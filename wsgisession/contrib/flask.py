@@ -28,7 +28,7 @@ Redis (read with Flask-Session's settings): see :mod:`wsgisession.adopters`.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from flask import Flask, Request, Response
 from flask.sessions import SecureCookieSessionInterface, SessionInterface, SessionMixin
@@ -186,7 +186,7 @@ def options_from_config(
     if isinstance(store, str):
         # app.secret_key, as Flask's own session reads it: the SECRET_KEY
         # setting, or a secret_key attribute set on the app or its class.
-        secret_keys = [key for key in [*(config.get("SECRET_KEY_FALLBACKS") or []), app.secret_key] if key]
+        secret_keys = _secret_keys(app)
         if store.strip().lower() in ("cookie", "cookie://") and not app.secret_key:
             raise ValueError(
                 "the cookie store signs sessions with the app's secret key: set SECRET_KEY (app.secret_key)"
@@ -194,6 +194,11 @@ def options_from_config(
         store = store_from_url(store, secret_key=secret_keys, clock=clock)
     options["store"] = store
     return options
+
+
+def _secret_keys(app: Flask) -> List[Any]:
+    # The keys Flask itself signs and verifies with: the fallbacks, then the current one.
+    return [key for key in [*(app.config.get("SECRET_KEY_FALLBACKS") or []), app.secret_key] if key]
 
 
 def adopter_from_config(
@@ -218,7 +223,7 @@ def adopter_from_config(
     ``SESSION_SQLALCHEMY_TABLE``, ``SESSION_SQLALCHEMY_SCHEMA``,
     ``SESSION_SQLALCHEMY_BIND_KEY``; ``SESSION_KEY_PREFIX``,
     ``SESSION_USE_SIGNER``); ``WSGISESSION_ADOPT_PICKLE = True`` reads the
-    pickled records of Flask-Session before 0.6.  Raises ``ValueError`` for
+    pickled records of Flask-Session before 0.7.  Raises ``ValueError`` for
     settings it can not honour, and when ``store`` would share
     Flask-Session's table.
     """
@@ -254,7 +259,7 @@ def _flask_session_adopter(app: Flask, store: Store, clock: Callable[[], float])
     options: Dict[str, Any] = {
         "key_prefix": config.get("SESSION_KEY_PREFIX", "session:"),
         "use_signer": bool(config.get("SESSION_USE_SIGNER", False)),
-        "secret_key": [key for key in [*(config.get("SECRET_KEY_FALLBACKS") or []), app.secret_key] if key],
+        "secret_key": _secret_keys(app),
         "cookie_name": cookie.get_cookie_name(app),
         "cookie_path": cookie.get_cookie_path(app),
         "cookie_domain": cookie.get_cookie_domain(app),
