@@ -155,7 +155,7 @@ class RequestLifecycle:
     claimed_in: Optional[Tuple[str, SessionRecord]]
     gone: bool
     adoption: Optional[Adoption]
-    stale_cookies: List[LegacyCookie]
+    stale_cookies: Sequence[LegacyCookie]
 
     def __init__(
         self, session: Session, settings: Lifecycle, environ: WSGIEnviron, lock_timeout: Optional[float]
@@ -186,7 +186,7 @@ class RequestLifecycle:
         self.claimed_in = None
         self.gone = False
         self.adoption = None
-        self.stale_cookies = []
+        self.stale_cookies = ()
         value = self.incoming = self.cookie.read(self.environ)
         if value is not None:
             if self.lock_timeout is not None and store.is_valid_id(value):
@@ -358,7 +358,7 @@ class RequestLifecycle:
                 legacy_cookies, self.adoption = self.adoption.expire, None  # a later save does not send them again
                 headers.extend(self._legacy_expiries(legacy_cookies, set_cookie is not None))
             elif self.stale_cookies:
-                legacy_cookies, self.stale_cookies = self.stale_cookies, []
+                legacy_cookies, self.stale_cookies = self.stale_cookies, ()
                 headers.extend(self._legacy_expiries(legacy_cookies, set_cookie is not None))
             return headers
 
