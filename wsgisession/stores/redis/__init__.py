@@ -66,6 +66,7 @@ from .clients import (
     DEFAULT_SOCKET_TIMEOUT,
     REDIS_ERRORS,
     SCHEMES,
+    ConnectionPerThread,
     RedisClient,
     client_from_url,
     wait_limits,
@@ -385,6 +386,15 @@ class RedisStore(Store):
             client = client_or_url
         self._owns_client = isinstance(client_or_url, str)
         self.client = client
+        # The client of the request path's commands.  One built here from a
+        # URL of one server gives each thread a connection of its own; a
+        # client passed in is used as it is, since its pool may be sized for
+        # connections that go back after each command.
+        self._client_of_thread: Callable[[], RedisClient]
+        if self._owns_client and isinstance(client, redis.Redis) and ConnectionPerThread.suits(client):
+            self._client_of_thread = ConnectionPerThread(client).client
+        else:
+            self._client_of_thread = lambda: client
         self.prefix = prefix
         self.grace = float(grace)
         self.lock_expire_after = float(lock_expire_after)
@@ -469,9 +479,10 @@ class RedisStore(Store):
         """
         key = self.hash_key(id)
         try:
-            text = self.client.execute_command("HGET", key, _RECORD)  # type: ignore[no-untyped-call]
+            client = self._client_of_thread()
+            text = client.execute_command("HGET", key, _RECORD)  # type: ignore[no-untyped-call]
             if text is None:
-                text = _BUILD_RECORD(self.client, [key])
+                text = _BUILD_RECORD(client, [key])
         except REDIS_ERRORS as exc:
             raise self._failure("load the session", exc) from exc
         # A record past its expiry but inside the grace is still returned: the
@@ -507,7 +518,7 @@ class RedisStore(Store):
             else:  # before the write: the index never misses a session
                 added = self._owners.add(owner, storage_key(id), now)
         args = [self._ttl_milliseconds(data["expires"]), "1" if must_exist else "0", repr(now)]
-        reply = _WRITE_RECORD(self.client, keys, [*args, *self._record_fields(data)])
+        reply = _WRITE_RECORD(self._client_of_thread(), keys, [*args, *self._record_fields(data)])
         if type(reply) is list:
             added = int(reply[1])
         if added:
@@ -516,7 +527,7 @@ class RedisStore(Store):
     def delete_session(self, id: str, environ: WSGIEnviron) -> None:
         """Delete the session's hash and its lock key; a missing one is not an error."""
         try:
-            self.client.delete(self.hash_key(id), self.lock_key(id))
+            self._client_of_thread().delete(self.hash_key(id), self.lock_key(id))
         except REDIS_ERRORS as exc:
             raise self._failure("delete the session", exc) from exc
 
@@ -581,7 +592,7 @@ class RedisStore(Store):
         try:
             if new_owner is not None and not self._owners.in_commit:  # before the write: never a missing member
                 added = self._owners.add(new_owner, storage_key(id), now)
-            reply = _APPLY_CHANGES(self.client, keys, args)
+            reply = _APPLY_CHANGES(self._client_of_thread(), keys, args)
         except REDIS_ERRORS as exc:
             raise self._failure("save the session", exc) from exc
         if type(reply) is list:
@@ -608,7 +619,7 @@ class RedisStore(Store):
     def consume_flash(self, id: str, key: str, environ: WSGIEnviron) -> bool:
         """Delete flash value ``key``; True for exactly one of concurrent callers."""
         try:
-            removed = _CONSUME_FLASH(self.client, [self.hash_key(id)], [_FLASH + key])
+            removed = _CONSUME_FLASH(self._client_of_thread(), [self.hash_key(id)], [_FLASH + key])
         except REDIS_ERRORS as exc:
             raise self._failure("consume a flash value", exc) from exc
         return int(removed) == 1
