@@ -391,8 +391,10 @@ class RedisStore(Store):
         # client passed in is used as it is, since its pool may be sized for
         # connections that go back after each command.
         self._client_of_thread: Callable[[], RedisClient]
+        self._per_thread: Optional[ConnectionPerThread] = None
         if self._owns_client and isinstance(client, redis.Redis) and ConnectionPerThread.suits(client):
-            self._client_of_thread = ConnectionPerThread(client).client
+            self._per_thread = ConnectionPerThread(client)
+            self._client_of_thread = self._per_thread.client
         else:
             self._client_of_thread = lambda: client
         self.prefix = prefix
@@ -687,6 +689,8 @@ class RedisStore(Store):
 
     def close(self) -> None:
         """Close the client if this store built it from a URL; a client passed in stays open."""
+        if self._per_thread is not None:
+            self._per_thread.close()
         if self._owns_client:
             self.client.close()
 

@@ -29,9 +29,6 @@ times (newer ones).
 from __future__ import annotations
 
 import inspect
-import os
-import sys
-import threading
 from typing import Any, Dict, List, Optional, Tuple, Union
 from urllib.parse import unquote, urlsplit
 
@@ -44,6 +41,8 @@ from redis.exceptions import RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool
+
+from ..per_thread import PerThread
 
 __all__ = [
     "RedisClient",
@@ -191,21 +190,6 @@ def _cluster(url: str, *, tls: bool) -> RedisCluster:
     return RedisCluster(startup_nodes=startup_nodes, retry=Retry(NoBackoff(), 1), **options)
 
 
-# How many forks made this process (each child counts one more than its
-# parent), so that a client a thread made before a fork, whose connection
-# the parent shares, is not used after it.
-_forks = 0
-
-
-def _count_fork() -> None:
-    global _forks
-    _forks += 1
-
-
-if hasattr(os, "register_at_fork"):  # POSIX
-    os.register_at_fork(after_in_child=_count_fork)
-
-
 class ConnectionPerThread:
     """The commands of each thread on one connection of ``client``'s pool, held while the thread lives.
 
@@ -215,17 +199,13 @@ class ConnectionPerThread:
     on loopback.  A thread's own client (``single_connection_client``) skips
     them, and loses none of their safety: redis-py closes a connection whose
     command failed or was interrupted, and makes a new one for the next
-    command.  A thread that ends gives its connection back to the pool (the
-    client's ``__del__``), and a forked child makes its own.  So the pool
-    holds at most one connection per thread that uses the store, about what
-    it holds anyway when every thread is in a command at once.
+    command.  Threads, forks and green threads are handled as
+    :mod:`wsgisession.stores.per_thread` says; under green threads the
+    shared client borrows from the pool as usual.
 
     Not for a Sentinel-managed client: redis-py asks the Sentinels where the
     primary is when the pool hands out a connection, so a connection held
-    by its thread would reconnect to the old primary after a failover.  Nor
-    under gevent or eventlet, whose threads are greenlets that each serve one
-    request: a client per greenlet would cost more than the pool saves, so
-    there the shared client borrows from the pool as usual.
+    by its thread would reconnect to the old primary after a failover.
     """
 
     @staticmethod
@@ -235,28 +215,19 @@ class ConnectionPerThread:
 
     def __init__(self, client: redis.Redis) -> None:
         self._shared = client
-        self._local = threading.local()
+        pool = client.connection_pool
+        self._per_thread: PerThread[redis.Redis] = PerThread(
+            lambda: redis.Redis(connection_pool=pool, single_connection_client=True), redis.Redis.close
+        )
 
     def client(self) -> redis.Redis:
         """This thread's client, made (and connected) on the thread's first call; under green threads the shared one."""
-        local = self._local
-        if getattr(local, "forks", None) != _forks:
-            if _threads_are_green():
-                return self._shared
-            local.client = redis.Redis(connection_pool=self._shared.connection_pool, single_connection_client=True)
-            local.forks = _forks
-        client: redis.Redis = local.client
-        return client
+        client = self._per_thread.get()
+        return self._shared if client is None else client
 
-
-def _threads_are_green() -> bool:
-    # Asked of the two libraries only when they are loaded, and only while
-    # the calling thread has no client of its own.
-    gevent_monkey = sys.modules.get("gevent.monkey")
-    if gevent_monkey is not None and gevent_monkey.is_module_patched("threading"):
-        return True
-    eventlet_patcher = sys.modules.get("eventlet.patcher")
-    return eventlet_patcher is not None and bool(eventlet_patcher.is_monkey_patched("thread"))
+    def close(self) -> None:
+        """Give every thread's connection back to the pool."""
+        self._per_thread.end_all()
 
 
 def wait_limits(client: Any) -> Optional[Tuple[Optional[float], Optional[float]]]:

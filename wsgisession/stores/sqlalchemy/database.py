@@ -1,12 +1,14 @@
-"""Running the store's statements: a pooled connection each, a deadline, one retry, clear errors.
+"""Running the store's statements: on the thread's connection, with a deadline, one retry, clear errors.
 
-Every statement goes through ``Connection.execute``.  Each one that stands
-alone takes a connection from the engine's pool and gives it back at once;
-:meth:`Database.transaction` keeps one for a few statements that must be one
-transaction.  Nothing is sent to check a connection before use: when one
-turns out to be dead (the server restarted, or closed it as idle), SQLAlchemy
-discards it together with every connection pooled before it, and a statement
-whose repetition is harmless runs once more on a new connection:
+Every statement goes through ``Connection.execute``.  On an engine the store
+built, each thread runs its statements on a connection it holds
+(``per_thread.py``); on an engine passed in, or one whose pool the user
+sized, a statement that stands alone takes a connection from the pool and
+gives it back at once, and :meth:`Database.transaction` keeps one for a few
+statements that must be one transaction.  Nothing is sent to check a
+connection before use: when one turns out to be dead (the server restarted,
+or closed it as idle), SQLAlchemy discards it, and a statement whose
+repetition is harmless runs once more on a new connection:
 
 * reads, the expiry refresh, deletes, the lock's take and release: repeating
   them changes nothing;
@@ -34,6 +36,7 @@ from sqlalchemy.engine import Connection, CursorResult, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from ...errors import SessionStoreError
+from ..per_thread import PerThread
 from .deadlines import WATCHDOG
 from .engines import begin_statement, single_connection_mutex
 from .upgrade import owner_column_statements, prepare_table
@@ -57,16 +60,28 @@ class Database:
 
     ``autocommit`` says whether the engine's connections are in AUTOCOMMIT
     mode (the store's own engines); otherwise (an engine passed in) a write
-    is committed after its statement.
+    is committed after its statement.  ``per_thread`` says whether each
+    thread holds a connection (only in AUTOCOMMIT mode: a held connection
+    must not keep a transaction open between requests).
     """
 
     def __init__(
-        self, engine: Engine, table: sa.Table, *, create_table: bool, autocommit: bool, timeout: float
+        self,
+        engine: Engine,
+        table: sa.Table,
+        *,
+        create_table: bool,
+        autocommit: bool,
+        per_thread: bool = False,
+        timeout: float,
     ) -> None:
         self.engine = engine
         self.table = table
         self.timeout = timeout
         self._autocommit = autocommit
+        self._held: Optional[PerThread[Connection]] = (
+            PerThread(engine.connect, Connection.close) if per_thread and autocommit else None
+        )
         begin = begin_statement(engine.dialect.name, autocommit)
         self._begin = None if begin is None else sa.text(begin)
         self._mutex = single_connection_mutex(engine)
@@ -148,8 +163,13 @@ class Database:
     def _once(
         self, statement: sa.Executable, values: Mapping[str, Any], read: Callable[[CursorResult[Any]], _T], write: bool
     ) -> _T:
-        # One statement on a pooled connection.  (Plain code rather than a
-        # context manager: this runs for every statement.)
+        # One statement, on the thread's connection or a pooled one.  (Plain
+        # code rather than a context manager: this runs for every statement.)
+        held = self._held_connection()
+        if held is not None:
+            if self.owner_column is None:
+                self._prepare_table(held)
+            return read(self.execute(held, statement, values))
         mutex = self._mutex
         if mutex is not None:
             mutex.acquire()
@@ -214,12 +234,33 @@ class Database:
 
     # -- connections and statements ---------------------------------------------------
 
+    def _held_connection(self) -> Optional[Connection]:
+        # The thread's connection, a new one if the last broke; None when
+        # statements borrow from the pool.
+        if self._held is None:
+            return None
+        connection = self._held.get()
+        if connection is not None and (connection.invalidated or connection.closed):
+            connection = self._held.replace()
+        return connection
+
     @contextlib.contextmanager
     def _connection(self) -> Iterator[Connection]:
+        held = self._held_connection()
+        if held is not None:
+            if self.owner_column is None:
+                self._prepare_table(held)
+            yield held
+            return
         with self._mutex or contextlib.nullcontext(), self.engine.connect() as connection:
             if self.owner_column is None:
                 self._prepare_table(connection)
             yield connection
+
+    def close(self) -> None:
+        """Give back the connections the threads hold (no request may be running)."""
+        if self._held is not None:
+            self._held.end_all()
 
     def execute(self, connection: Connection, statement: sa.Executable, values: Mapping[str, Any]) -> CursorResult[Any]:
         """Run one statement on ``connection``, within the deadline."""

@@ -14,19 +14,35 @@ An engine built from a URL is tuned for the store's short statements:
   pool, connecting, the reply to a statement (PyMySQL's ``read_timeout`` and
   ``write_timeout``; on PostgreSQL, whose driver has no such setting, the
   store's own deadline, see ``deadlines.py``), and SQLite's busy timeout.
+* Each thread holds a connection of its own (``per_thread.py``), unless
+  ``engine_options`` size the pool or leave AUTOCOMMIT: the pool then has no
+  overflow limit, so that it never makes a new thread wait; it holds about
+  one connection per thread that serves requests.
+* A process forked from one that used the engine starts with an empty pool:
+  the parent's connections are left to the parent.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import threading
-from typing import Any, Dict, Mapping, Optional, Tuple
+import weakref
+from dataclasses import dataclass
+from typing import Any, Dict, Mapping, Optional
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.pool import SingletonThreadPool, StaticPool
 
-__all__ = ["SUPPORTED_DATABASES", "check_database", "build_engine", "single_connection_mutex", "begin_statement"]
+__all__ = [
+    "SUPPORTED_DATABASES",
+    "BuiltEngine",
+    "check_database",
+    "build_engine",
+    "single_connection_mutex",
+    "begin_statement",
+]
 
 #: Dialect names the store is tested on, and how the README names them.
 SUPPORTED_DATABASES = {"sqlite": "SQLite", "postgresql": "PostgreSQL", "mysql": "MariaDB/MySQL", "mariadb": "MariaDB"}
@@ -51,20 +67,42 @@ def is_memory_sqlite(url: URL) -> bool:
     )
 
 
-def build_engine(
-    url: URL, *, timeout: float, sqlite_synchronous: str, options: Mapping[str, Any]
-) -> Tuple[Engine, bool]:
-    """The store's own engine for ``url``, and whether it is in AUTOCOMMIT mode.
+@dataclass(frozen=True)
+class BuiltEngine:
+    """An engine the store built, and how the store uses it."""
+
+    engine: Engine
+    #: Whether its connections are in AUTOCOMMIT mode.
+    autocommit: bool
+    #: Whether each thread holds a connection of its own.
+    per_thread: bool
+
+
+# Options by which the user sizes the pool or picks its kind: the store then
+# borrows a connection per statement, within the user's limits.
+_POOL_OPTIONS = ("poolclass", "pool", "pool_size", "max_overflow")
+
+
+def build_engine(url: URL, *, timeout: float, sqlite_synchronous: str, options: Mapping[str, Any]) -> BuiltEngine:
+    """The store's own engine for ``url``.
 
     ``options`` (the user's ``engine_options``) win over the store's defaults.
     """
     options = dict(options)
+    per_thread = not is_memory_sqlite(url) and not any(name in options for name in _POOL_OPTIONS)
     options.setdefault("isolation_level", "AUTOCOMMIT")
     autocommit = options["isolation_level"] == "AUTOCOMMIT"
+    # A held connection outside AUTOCOMMIT would keep a transaction open between requests.
+    per_thread = per_thread and autocommit
+    if per_thread:
+        options["max_overflow"] = -1
     if autocommit:
         options.setdefault("pool_reset_on_return", None)
     if url.get_backend_name() == "sqlite":
-        return _sqlite_engine(url, timeout, sqlite_synchronous, options), autocommit
+        engine = _sqlite_engine(url, timeout, sqlite_synchronous, options)
+        if not is_memory_sqlite(url):
+            _ENGINES_TO_RENEW_IN_CHILDREN.add(engine)
+        return BuiltEngine(engine, autocommit, per_thread)
     if autocommit:
         options.setdefault("skip_autocommit_rollback", True)
     options.setdefault("pool_timeout", timeout)
@@ -78,7 +116,28 @@ def build_engine(
         connect_args.setdefault("read_timeout", timeout)
         connect_args.setdefault("write_timeout", timeout)
     options["connect_args"] = connect_args
-    return sa.create_engine(url, **options), autocommit
+    engine = sa.create_engine(url, **options)
+    _ENGINES_TO_RENEW_IN_CHILDREN.add(engine)
+    return BuiltEngine(engine, autocommit, per_thread)
+
+
+# The engines built here whose pools a forked child must not share with its
+# parent: two processes on one connection read each other's replies (on
+# MariaDB, each other's sessions).  An in-memory SQLite database is the
+# process's own memory, which the child gets a copy of, so its engine stays.
+_ENGINES_TO_RENEW_IN_CHILDREN: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def _renew_pools_in_child() -> None:
+    # SQLAlchemy's advice for engines that cross a fork: a new, empty pool,
+    # without closing the parent's connections (which would end them for the
+    # parent too).
+    for engine in list(_ENGINES_TO_RENEW_IN_CHILDREN):
+        engine.dispose(close=False)
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_renew_pools_in_child)
 
 
 def _sqlite_engine(url: URL, timeout: float, synchronous: str, options: Dict[str, Any]) -> Engine:

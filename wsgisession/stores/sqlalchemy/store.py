@@ -102,14 +102,16 @@ class SQLAlchemyStore(Store):
                 raise ValueError("engine_options apply only when the store builds the engine from a URL")
             check_database(engine_or_url.dialect.name)
             engine = engine_or_url
-            autocommit = False  # the engine's own transaction handling is kept
+            # The engine's own transaction handling and pool are kept.
+            autocommit = per_thread = False
             self._owns_engine = False
         else:
             url = sa.make_url(engine_or_url)
             check_database(url.get_backend_name())
-            engine, autocommit = build_engine(
+            built = build_engine(
                 url, timeout=timeout, sqlite_synchronous=sqlite_synchronous, options=engine_options or {}
             )
+            engine, autocommit, per_thread = built.engine, built.autocommit, built.per_thread
             self._owns_engine = True
         self.engine = engine
         self.table = session_table(metadata if metadata is not None else sa.MetaData(), table_name)
@@ -118,7 +120,14 @@ class SQLAlchemyStore(Store):
         self.cleanup_batch_size = cleanup_batch_size
         self.lock_expire_after = float(lock_expire_after)
         self._clock = clock
-        self._database = Database(engine, self.table, create_table=create_table, autocommit=autocommit, timeout=timeout)
+        self._database = Database(
+            engine,
+            self.table,
+            create_table=create_table,
+            autocommit=autocommit,
+            per_thread=per_thread,
+            timeout=timeout,
+        )
         # The statements for a table with the owner column until the first
         # use finds out (``_sql``); the lock's do not read the owner.
         owner_column = "owner" in self.table.c
@@ -456,8 +465,9 @@ class SQLAlchemyStore(Store):
                 log.warning("sweeping expired sessions failed: %s", exc)
 
     def close(self) -> None:
-        """Close the pooled connections of an engine the store built itself."""
+        """Close the connections of an engine the store built itself (no request may be running)."""
         if self._owns_engine:
+            self._database.close()
             self.engine.dispose()
 
 

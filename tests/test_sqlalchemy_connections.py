@@ -1,0 +1,253 @@
+"""How SQLAlchemyStore uses its connections: one per thread on its own engine, never shared across a fork."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List
+
+import pytest
+import sqlalchemy as sa
+
+from wsgisession import SessionMiddleware
+from wsgisession.stores.sqlalchemy import SQLAlchemyStore
+
+from .support import MYSQL_URL, POSTGRES_URL, RUN_ID, browser, counter_app, json_app, require_service
+
+ROOT = Path(__file__).resolve().parent.parent
+#: PostgreSQL's application_name of the store's connections, to count them in pg_stat_activity.
+NAME = f"wsgisession-test-{RUN_ID}"
+
+_numbers = itertools.count()
+
+
+def table_name() -> str:
+    return f"connections_{RUN_ID}_{next(_numbers)}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'sessions.sqlite3'}"
+    if request.param == "postgresql":
+        return require_service("PostgreSQL", POSTGRES_URL)
+    return require_service("MariaDB", MYSQL_URL)
+
+
+@pytest.fixture
+def make_store() -> Iterator[Callable[..., SQLAlchemyStore]]:
+    """``make_store(url, **options)``: a store on a table of its own, closed and dropped afterwards."""
+    made: List[SQLAlchemyStore] = []
+
+    def make(url: str, **options: Any) -> SQLAlchemyStore:
+        store = SQLAlchemyStore(url, table_name(), **options)
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        store.close()
+        engine = sa.create_engine(store.engine.url)
+        store.table.drop(engine, checkfirst=True)
+        engine.dispose()
+
+
+@pytest.fixture
+def postgres() -> Iterator[sa.Connection]:
+    """A connection to the shared PostgreSQL, for looking at the store's connections."""
+    engine = sa.create_engine(require_service("PostgreSQL", POSTGRES_URL), isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        yield connection
+    engine.dispose()
+
+
+def named_postgres_store(make_store: Callable[..., SQLAlchemyStore], **engine_options: Any) -> SQLAlchemyStore:
+    options: Dict[str, Any] = {"connect_args": {"application_name": NAME}, **engine_options}
+    return make_store(require_service("PostgreSQL", POSTGRES_URL), engine_options=options)
+
+
+def connections(postgres: sa.Connection) -> int:
+    query = sa.text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :name")
+    return int(postgres.execute(query, {"name": NAME}).scalar_one())
+
+
+def closed_soon(postgres: sa.Connection) -> bool:
+    """True once PostgreSQL has seen every connection of the store end (a backend exits a moment after)."""
+    deadline = time.monotonic() + 5
+    while connections(postgres) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return connections(postgres) == 0
+
+
+def count_in_threads(app: SessionMiddleware, threads: int, requests: int, *, at_once: bool) -> List[int]:
+    """Each thread a browser of its own, counting ``requests`` times; the last count of each."""
+    last: List[int] = [0] * threads
+
+    def browse(index: int) -> None:
+        client = browser(app)
+        for _ in range(requests):
+            last[index] = client.get("/").json["yy"]
+
+    workers = [threading.Thread(target=browse, args=(index,)) for index in range(threads)]
+    for worker in workers:
+        worker.start()
+        if not at_once:
+            worker.join()
+    for worker in workers:
+        worker.join()
+    return last
+
+
+def test_a_thread_keeps_one_connection_and_gives_it_back_when_it_ends(
+    make_store: Callable[..., SQLAlchemyStore], postgres: sa.Connection
+) -> None:
+    store = named_postgres_store(make_store)
+    app = SessionMiddleware(json_app(counter_app), store)
+    pool = store.engine.pool
+    counted = threading.Event()
+    done = threading.Event()
+
+    def browse() -> None:
+        client = browser(app)
+        assert [client.get("/").json["yy"] for _ in range(3)] == [1, 2, 3]
+        counted.set()
+        done.wait(10)
+
+    worker = threading.Thread(target=browse)
+    worker.start()
+    assert counted.wait(10)
+    assert pool.checkedout() == 1  # held between requests, by the thread that is still alive
+    done.set()
+    worker.join()
+    assert pool.checkedout() == 0  # given back when the thread ended
+    # Threads one after another: each takes the connection the last one gave back.
+    assert count_in_threads(app, 6, 5, at_once=False) == [5] * 6
+    assert connections(postgres) == 1
+    # Threads at once: one connection each, more than the pool's size of 5,
+    # and none of them waits for another's.
+    assert count_in_threads(app, 8, 10, at_once=True) == [10] * 8
+    assert pool.checkedout() == 0
+    store.close()
+    assert closed_soon(postgres)
+
+
+def test_a_pool_sized_by_the_user_is_borrowed_from_per_statement(
+    make_store: Callable[..., SQLAlchemyStore], postgres: sa.Connection
+) -> None:
+    # One connection for four threads: they take turns with it, none holds it.
+    store = named_postgres_store(make_store, pool_size=1, max_overflow=0)
+    app = SessionMiddleware(json_app(counter_app), store)
+    assert count_in_threads(app, 4, 10, at_once=True) == [10] * 4
+    assert connections(postgres) == 1
+    store.close()
+
+
+def test_a_connection_the_server_ended_is_replaced_without_failing_the_request(
+    make_store: Callable[..., SQLAlchemyStore], postgres: sa.Connection
+) -> None:
+    store = named_postgres_store(make_store)
+    client = browser(SessionMiddleware(json_app(counter_app), store))
+    assert client.get("/").json == {"xx": 2, "yy": 1}
+    # As a restart of the server or an idle timeout would.
+    postgres.execute(
+        sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = :name"), {"name": NAME}
+    )
+    assert client.get("/").json == {"xx": 5, "yy": 2}
+    assert client.get("/").json == {"xx": 8, "yy": 3}
+
+
+@pytest.mark.parametrize("mode", ["held", "borrowed"])
+def test_a_forked_child_never_uses_its_parents_connections(
+    database_url: str, mode: str, make_store: Callable[..., SQLAlchemyStore]
+) -> None:
+    # Two processes on one connection read each other's replies: on MariaDB
+    # each other's sessions, on PostgreSQL broken protocol.  The parent has
+    # used the store when it forks, as a gunicorn master that ran a statement
+    # before forking: its thread holds a connection, and its pool has another
+    # one idle.  Afterwards the parent counts in a new thread, which takes a
+    # connection from the pool, as the child does.  ("borrowed": a pool the
+    # user sized, from which every statement borrows.)
+    options = {"engine_options": {"pool_size": 5}} if mode == "borrowed" else {}
+    store = make_store(database_url, **options)
+    app = SessionMiddleware(json_app(counter_app), store)
+    parent = browser(app)
+    assert parent.get("/").json["yy"] == 1
+    with store.engine.connect():
+        pass  # a connection idle in the pool
+    child_browser = browser(app)
+    assert child_browser.get("/").json["yy"] == 1
+    pid = os.fork()
+    if pid == 0:  # the child: count on its own session, exit 0 when every count was right
+        try:
+            ok = all(child_browser.get("/").json["yy"] == count for count in range(2, 202))
+        except BaseException:  # noqa: BLE001 - any failure is the child's exit status
+            ok = False
+        os._exit(0 if ok else 1)
+    counts: List[Any] = []
+
+    def count() -> None:
+        try:
+            counts.extend(parent.get("/").json["yy"] for _ in range(200))
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            counts.append(exc)
+
+    worker = threading.Thread(target=count)
+    worker.start()
+    worker.join()
+    _, status = os.waitpid(pid, 0)
+    assert counts == list(range(2, 202))
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+GREEN_THREADS = r"""
+import sys, threading
+{patch}
+from webtest import TestApp
+from wsgisession import SessionMiddleware
+from wsgisession.stores.per_thread import PerThread
+from wsgisession.stores.sqlalchemy import SQLAlchemyStore
+from tests.support import counter_app, json_app
+
+store = SQLAlchemyStore(sys.argv[1])
+app = SessionMiddleware(json_app(counter_app), store)
+found = [PerThread(object, lambda held: None).get() is None]
+
+def browse():
+    client = TestApp(app)
+    found.append([client.get("/").json["yy"] for _ in range(3)] == [1, 2, 3])
+
+workers = [threading.Thread(target=browse) for _ in range(3)]
+for worker in workers:
+    worker.start()
+for worker in workers:
+    worker.join()
+store.close()
+print(found)
+"""
+
+
+@pytest.mark.parametrize(
+    "library, patch",
+    [
+        ("gevent", "from gevent import monkey; monkey.patch_all()"),
+        ("eventlet", "import eventlet; eventlet.monkey_patch()"),
+    ],
+)
+def test_green_threads_borrow_from_the_pool_per_statement(library: str, patch: str, tmp_path: Path) -> None:
+    # A greenlet serves one request: a connection held by it would be held
+    # for the whole request, by as many greenlets as there are requests.
+    pytest.importorskip(library)
+    finished = subprocess.run(
+        [sys.executable, "-c", GREEN_THREADS.format(patch=patch), f"sqlite:///{tmp_path / 'green.sqlite3'}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.split() == ["[True,", "True,", "True,", "True]"]
