@@ -52,15 +52,24 @@ def threads_are_green() -> bool:
 class _Held(Generic[T]):
     """One thread's connection; ended when the thread ends (its thread-local storage goes)."""
 
-    __slots__ = ("value", "forks", "_end", "__weakref__")
+    __slots__ = ("value", "forks", "_pid", "_end", "_ended", "__weakref__")
 
     def __init__(self, value: T, end: Callable[[T], None]) -> None:
         self.value = value
         self.forks = _forks
+        self._pid = os.getpid()
         self._end = end
+        self._ended = False
 
     def end(self) -> None:
-        if self.forks == _forks:  # never the parent's connection, in a child
+        """End the connection, once.
+
+        Never the parent's connection, in a child.  (Known by the process id:
+        a child drops the parent's other threads, and with them their
+        connections, before the fork counter above has counted.)
+        """
+        if not self._ended and self._pid == os.getpid():
+            self._ended = True
             self._end(self.value)
 
     def __del__(self) -> None:
