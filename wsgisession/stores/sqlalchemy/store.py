@@ -236,6 +236,20 @@ class SQLAlchemyStore(Store):
         if owner_change is not None:
             self._owner_value(action, owner_change.owner)
 
+        base = changes.base
+        known = base.get("version") if base is not None else None
+        # A request that leaves the expiry as it loaded it writes the data
+        # alone: a smaller statement, which keeps any newer expiry another
+        # request wrote meanwhile.  (Only the columns of the statement may
+        # be among its values: SQLAlchemy would set any other column named.)
+        times = (
+            new_owner or base is None or (changes.refreshed, changes.expires) != (base["refreshed"], base["expires"])
+        )
+        if new_owner:
+            statement = statements.swap_owner
+        else:
+            statement = statements.swap_all if times else statements.swap_data
+
         def rewrite(version: RowVersion) -> _Rewrite:
             payload = parse_payload(version.payload, self.table.name)
             if payload.get("generation", 0) != changes.generation:
@@ -243,21 +257,19 @@ class SQLAlchemyStore(Store):
             record = changes.apply_to(record_of(payload, 0.0, 0.0, None, version.owner))
             if is_empty(record):
                 return ChangeOutcome.EMPTIED
-            columns: Dict[str, Any] = {
-                "refreshed_at": float(record["refreshed"]),
-                "expires_at": _seconds(record["expires"]),
-            }
+            columns: Dict[str, Any] = {}
+            if times:
+                columns["refreshed_at"] = float(record["refreshed"])
+                columns["expires_at"] = _seconds(record["expires"])
             if new_owner:
                 columns["owner"] = record.get("owner")
             return payload_of(record), columns
 
-        base = changes.base
-        known = base.get("version") if base is not None else None
         outcome, written = self._swap(
             action,
             key,
             known if isinstance(known, RowVersion) else None,
-            statements.swap_owner if new_owner else statements.swap_all,
+            statement,
             rewrite,
         )
         if written is not None and base is not None:
