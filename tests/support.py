@@ -10,8 +10,12 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
+import threading
 import uuid
-from typing import Any, Callable, Iterable
+from pathlib import Path
+from typing import Any, Callable, Iterable, List
 from urllib.parse import urlsplit
 
 import pytest
@@ -73,3 +77,79 @@ def counter_app(session: Any, environ: dict) -> Any:
     session["xx"] = session.get("xx", -1) + 3
     session["yy"] = session.get("yy", 0) + 1
     return {"xx": session["xx"], "yy": session["yy"]}
+
+
+def count_in_threads(app: Any, threads: int, requests: int, *, at_once: bool) -> List[int]:
+    """Threads counting with :func:`counter_app`, each a browser of its own; the last count of each.
+
+    ``at_once``: all threads run together; otherwise one after another.
+    """
+    last: List[int] = [0] * threads
+
+    def browse(index: int) -> None:
+        client = browser(app)
+        for _ in range(requests):
+            last[index] = client.get("/").json["yy"]
+
+    workers = [threading.Thread(target=browse, args=(index,)) for index in range(threads)]
+    for worker in workers:
+        worker.start()
+        if not at_once:
+            worker.join()
+    for worker in workers:
+        worker.join()
+    return last
+
+
+#: The repository's root, where a child Python finds ``tests`` and ``wsgisession``.
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_python(script: str, *arguments: str) -> List[str]:
+    """Run ``script`` in a new Python from the repository's root; the words it printed (it must succeed)."""
+    finished = subprocess.run(
+        [sys.executable, "-c", script, *arguments], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert finished.returncode == 0, finished.stderr
+    return finished.stdout.split()
+
+
+#: Monkey patching of the two green-thread libraries, by name: for ``pytest.mark.parametrize``.
+GREEN_PATCHES = [
+    ("gevent", "from gevent import monkey; monkey.patch_all()"),
+    ("eventlet", "import eventlet; eventlet.monkey_patch()"),
+]
+
+# Under monkey patching (put in for {patch}): whether a store's per-thread
+# connection is declined, and whether three green threads count right on
+# the store of the URL in argv[1], built with the options in argv[2] (JSON).
+_GREEN_THREADS = r"""
+import json, sys, threading
+{patch}
+from webtest import TestApp
+from wsgisession import SessionMiddleware
+from wsgisession.contrib import store_from_url
+from wsgisession.stores.per_thread import PerThread
+from tests.support import counter_app, json_app
+
+store = store_from_url(sys.argv[1], **json.loads(sys.argv[2]))
+app = SessionMiddleware(json_app(counter_app), store)
+found = [PerThread(object, lambda held: None).get() is None]
+
+def browse():
+    client = TestApp(app)
+    found.append([client.get("/").json["yy"] for _ in range(3)] == [1, 2, 3])
+
+workers = [threading.Thread(target=browse) for _ in range(3)]
+for worker in workers:
+    worker.start()
+for worker in workers:
+    worker.join()
+store.close()
+print(all(found), len(found))
+"""
+
+
+def count_under_green_threads(patch: str, url: str, **options: Any) -> List[str]:
+    """Run three green threads counting on a store of ``url`` under ``patch``; what the run printed."""
+    return run_python(_GREEN_THREADS.format(patch=patch), url, json.dumps(options))

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import threading
 import time
-from pathlib import Path
-from typing import Callable, Iterator, List
+from typing import Callable, Iterator
 
 import pytest
 import redis
@@ -17,13 +13,22 @@ from webtest import TestApp
 from wsgisession import SessionMiddleware
 from wsgisession.stores.redis import RedisStore
 
-from .support import REDIS_URL, RUN_ID, browser, counter_app, json_app, require_service
+from .support import (
+    GREEN_PATCHES,
+    REDIS_URL,
+    RUN_ID,
+    browser,
+    count_in_threads,
+    count_under_green_threads,
+    counter_app,
+    json_app,
+    require_service,
+)
 from .tcp_proxy import TcpProxy
 
 PREFIX = f"wsgisession-test-{RUN_ID}-connections:"
 #: The name the store's connections give themselves, to find them in CLIENT LIST.
 NAME = f"wsgisession-test-{RUN_ID}"
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
@@ -51,25 +56,6 @@ def closed_soon(admin: redis.Redis) -> bool:
     while connections(admin) and time.monotonic() < deadline:
         time.sleep(0.01)
     return connections(admin) == 0
-
-
-def count_in_threads(app: SessionMiddleware, threads: int, requests: int, *, at_once: bool) -> List[int]:
-    """Each thread a browser of its own, counting ``requests`` times; the last count of each."""
-    last: List[int] = [0] * threads
-
-    def browse(index: int) -> None:
-        client = browser(app)
-        for _ in range(requests):
-            last[index] = client.get("/").json["yy"]
-
-    workers = [threading.Thread(target=browse, args=(index,)) for index in range(threads)]
-    for worker in workers:
-        worker.start()
-        if not at_once:
-            worker.join()
-    for worker in workers:
-        worker.join()
-    return last
 
 
 def test_a_thread_keeps_one_connection_and_gives_it_back_when_it_ends(admin: redis.Redis) -> None:
@@ -120,55 +106,9 @@ def test_a_forked_child_never_uses_its_parents_connection() -> None:
     store.close()
 
 
-GREEN_THREADS = r"""
-import sys, threading
-{patch}
-import redis
-from webtest import TestApp
-from wsgisession import SessionMiddleware
-from wsgisession.stores.redis import RedisStore
-from wsgisession.stores.redis.clients import ConnectionPerThread
-from tests.support import counter_app, json_app
-
-url, prefix = sys.argv[1], sys.argv[2]
-shared = redis.Redis.from_url(url)
-per_thread = ConnectionPerThread(shared)
-store = RedisStore(url, prefix=prefix)
-app = SessionMiddleware(json_app(counter_app), store)
-found = []
-
-def browse():
-    found.append(per_thread.client() is shared)
-    client = TestApp(app)
-    found.append([client.get("/").json["yy"] for _ in range(3)] == [1, 2, 3])
-
-workers = [threading.Thread(target=browse) for _ in range(3)]
-for worker in workers:
-    worker.start()
-for worker in workers:
-    worker.join()
-print(found)
-"""
-
-
-@pytest.mark.parametrize(
-    "library, patch",
-    [
-        ("gevent", "from gevent import monkey; monkey.patch_all()"),
-        ("eventlet", "import eventlet; eventlet.monkey_patch()"),
-    ],
-)
+@pytest.mark.parametrize("library, patch", GREEN_PATCHES)
 def test_green_threads_borrow_from_the_pool_instead_of_holding_a_connection_each(library: str, patch: str) -> None:
     # A greenlet serves one request: a client of its own would be made for
     # every request.
     pytest.importorskip(library)
-    script = GREEN_THREADS.format(patch=patch)
-    finished = subprocess.run(
-        [sys.executable, "-c", script, REDIS_URL, PREFIX],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert finished.returncode == 0, finished.stderr
-    assert finished.stdout.split() == ["[True,", "True,", "True,", "True,", "True,", "True]"]
+    assert count_under_green_threads(patch, REDIS_URL, prefix=PREFIX) == ["True", "4"]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -17,9 +15,19 @@ import sqlalchemy as sa
 from wsgisession import SessionMiddleware
 from wsgisession.stores.sqlalchemy import SQLAlchemyStore
 
-from .support import MYSQL_URL, POSTGRES_URL, RUN_ID, browser, counter_app, json_app, require_service
+from .support import (
+    GREEN_PATCHES,
+    MYSQL_URL,
+    POSTGRES_URL,
+    RUN_ID,
+    browser,
+    count_in_threads,
+    count_under_green_threads,
+    counter_app,
+    json_app,
+    require_service,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
 #: PostgreSQL's application_name of the store's connections, to count them in pg_stat_activity.
 NAME = f"wsgisession-test-{RUN_ID}"
 
@@ -82,25 +90,6 @@ def closed_soon(postgres: sa.Connection) -> bool:
     while connections(postgres) and time.monotonic() < deadline:
         time.sleep(0.01)
     return connections(postgres) == 0
-
-
-def count_in_threads(app: SessionMiddleware, threads: int, requests: int, *, at_once: bool) -> List[int]:
-    """Each thread a browser of its own, counting ``requests`` times; the last count of each."""
-    last: List[int] = [0] * threads
-
-    def browse(index: int) -> None:
-        client = browser(app)
-        for _ in range(requests):
-            last[index] = client.get("/").json["yy"]
-
-    workers = [threading.Thread(target=browse, args=(index,)) for index in range(threads)]
-    for worker in workers:
-        worker.start()
-        if not at_once:
-            worker.join()
-    for worker in workers:
-        worker.join()
-    return last
 
 
 def test_a_thread_keeps_one_connection_and_gives_it_back_when_it_ends(
@@ -204,50 +193,9 @@ def test_a_forked_child_never_uses_its_parents_connections(
     assert os.waitstatus_to_exitcode(status) == 0
 
 
-GREEN_THREADS = r"""
-import sys, threading
-{patch}
-from webtest import TestApp
-from wsgisession import SessionMiddleware
-from wsgisession.stores.per_thread import PerThread
-from wsgisession.stores.sqlalchemy import SQLAlchemyStore
-from tests.support import counter_app, json_app
-
-store = SQLAlchemyStore(sys.argv[1])
-app = SessionMiddleware(json_app(counter_app), store)
-found = [PerThread(object, lambda held: None).get() is None]
-
-def browse():
-    client = TestApp(app)
-    found.append([client.get("/").json["yy"] for _ in range(3)] == [1, 2, 3])
-
-workers = [threading.Thread(target=browse) for _ in range(3)]
-for worker in workers:
-    worker.start()
-for worker in workers:
-    worker.join()
-store.close()
-print(found)
-"""
-
-
-@pytest.mark.parametrize(
-    "library, patch",
-    [
-        ("gevent", "from gevent import monkey; monkey.patch_all()"),
-        ("eventlet", "import eventlet; eventlet.monkey_patch()"),
-    ],
-)
+@pytest.mark.parametrize("library, patch", GREEN_PATCHES)
 def test_green_threads_borrow_from_the_pool_per_statement(library: str, patch: str, tmp_path: Path) -> None:
     # A greenlet serves one request: a connection held by it would be held
     # for the whole request, by as many greenlets as there are requests.
     pytest.importorskip(library)
-    finished = subprocess.run(
-        [sys.executable, "-c", GREEN_THREADS.format(patch=patch), f"sqlite:///{tmp_path / 'green.sqlite3'}"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert finished.returncode == 0, finished.stderr
-    assert finished.stdout.split() == ["[True,", "True,", "True,", "True]"]
+    assert count_under_green_threads(patch, f"sqlite:///{tmp_path / 'green.sqlite3'}") == ["True", "4"]
