@@ -66,6 +66,10 @@ def serving(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=5)
+            # What the server printed (a traceback behind a 500, say) goes to
+            # the captured output, which pytest shows when a test failed.
+            output.seek(0)
+            sys.stderr.write(output.read()[-20000:].decode(errors="replace"))
 
 
 def _wait_until_listening(process: subprocess.Popen, port: int, timeout: float, output: IO[bytes]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -12,7 +13,8 @@ from typing import Any, Callable, Dict, Iterator, List
 import pytest
 import sqlalchemy as sa
 
-from wsgisession import SessionMiddleware
+from wsgisession import SessionMiddleware, SessionStoreError
+from wsgisession.store import ChangeOutcome, SessionChanges
 from wsgisession.stores.sqlalchemy import SQLAlchemyStore
 
 from .support import (
@@ -148,6 +150,48 @@ def test_a_connection_the_server_ended_is_replaced_without_failing_the_request(
     )
     assert client.get("/").json == {"xx": 5, "yy": 2}
     assert client.get("/").json == {"xx": 8, "yy": 3}
+
+
+def test_a_commit_that_fails_leaves_no_transaction_open_on_the_threads_connection(
+    make_store: Callable[..., SQLAlchemyStore], tmp_path: Path
+) -> None:
+    # The connection is used again, so a transaction whose COMMIT failed
+    # must not stay open: on SQLite it would keep the database's write lock,
+    # and every other writer would wait out the busy timeout and fail.
+    url = f"sqlite:///{tmp_path / 'sessions.sqlite3'}"
+    store = make_store(url, timeout=1.0)
+    other = make_store(url, timeout=1.0)
+    now = time.time()
+    record: Dict[str, Any] = {"data": {"n": 0}, "flash": [], "created": now, "refreshed": now, "expires": now + 3600}
+    store.create_session(dict(record), "a" * 43, {})
+    loaded = store.get_session("a" * 43, {})
+    assert loaded is not None
+    # Another request changes the session first: the store's swap loses, and
+    # it writes again in a transaction (BEGIN IMMEDIATE ... COMMIT).
+    first = store.get_session("a" * 43, {})
+    assert first is not None
+    changes = SessionChanges(set={"n": 1}, refreshed=now, expires=now + 3600, base=first)
+    assert store.apply_changes("a" * 43, changes, {}) is ChangeOutcome.APPLIED
+
+    def fail_commit(connection: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement == "COMMIT":
+            raise sqlite3.OperationalError("disk I/O error (the test's)")
+
+    sa.event.listen(store.engine, "before_cursor_execute", fail_commit)
+    try:
+        late = SessionChanges(set={"m": 1}, refreshed=now, expires=now + 3600, base=loaded)
+        with pytest.raises(SessionStoreError, match="disk I/O error"):
+            store.apply_changes("a" * 43, late, {})
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", fail_commit)
+    # Another connection writes at once, and the store's thread goes on.
+    started = time.monotonic()
+    other.create_session(dict(record), "b" * 43, {})
+    assert time.monotonic() - started < 0.5
+    again = SessionChanges(set={"m": 2}, refreshed=now, expires=now + 3600, base=store.get_session("a" * 43, {}))
+    assert store.apply_changes("a" * 43, again, {}) is ChangeOutcome.APPLIED
+    final = store.get_session("a" * 43, {})
+    assert final is not None and final["data"] == {"n": 1, "m": 2}
 
 
 @pytest.mark.parametrize("mode", ["held", "borrowed"])

@@ -169,7 +169,7 @@ class Database:
         if held is not None:
             if self.owner_column is None:
                 self._prepare_table(held)
-            return read(self.execute(held, statement, values))
+            return _finished(self.execute(held, statement, values), read)
         mutex = self._mutex
         if mutex is not None:
             mutex.acquire()
@@ -178,7 +178,7 @@ class Database:
             try:
                 if self.owner_column is None:
                     self._prepare_table(connection)
-                result = read(self.execute(connection, statement, values))
+                result = _finished(self.execute(connection, statement, values), read)
                 if write and not self._autocommit:
                     connection.commit()
                 return result
@@ -225,12 +225,21 @@ class Database:
             # Sent as statements, so that instrumentation sees the whole transaction.
             self.execute(connection, _COMMIT if commit else _ROLLBACK, {})
         except self._errors_or_no_answer:
-            if commit:
-                raise
-            # The store's engines do not roll back on return to the pool, so a
-            # connection whose transaction could not be ended is not returned.
+            # The connection is used again (by its thread, or from the pool,
+            # which does not roll back on return), so a transaction that could
+            # not be committed is rolled back, and a connection whose
+            # transaction could not be ended at all is discarded.
+            if commit and not connection.invalidated:
+                try:
+                    self.execute(connection, _ROLLBACK, {})
+                except self._errors_or_no_answer:
+                    pass
+                else:
+                    raise
             if not connection.invalidated:
                 connection.invalidate()
+            if commit:
+                raise
 
     # -- connections and statements ---------------------------------------------------
 
@@ -362,11 +371,11 @@ class Transaction:
 
     def fetch_one(self, statement: sa.Executable, values: Mapping[str, Any]) -> Optional[Sequence[Any]]:
         """The first row ``statement`` returns, or None."""
-        return self._database.execute(self._connection, statement, values).fetchone()
+        return _finished(self._database.execute(self._connection, statement, values), CursorResult.fetchone)
 
     def change(self, statement: sa.Executable, values: Mapping[str, Any]) -> int:
         """Run a write and return how many rows it matched."""
-        return _rowcount(self._database.execute(self._connection, statement, values))
+        return _finished(self._database.execute(self._connection, statement, values), _rowcount)
 
 
 def _fileno(connection: Connection) -> int:
@@ -375,6 +384,16 @@ def _fileno(connection: Connection) -> int:
 
 def _rowcount(result: CursorResult[Any]) -> int:
     return result.rowcount
+
+
+def _finished(result: CursorResult[Any], read: Callable[[CursorResult[Any]], _T]) -> _T:
+    # What ``read`` takes from ``result``, whose cursor is then closed: a
+    # statement left open would keep its connection's read snapshot (SQLite
+    # in WAL mode), and the connection is used again.
+    try:
+        return read(result)
+    finally:
+        result.close()
 
 
 def _disconnected(exc: BaseException) -> bool:
