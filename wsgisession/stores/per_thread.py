@@ -26,19 +26,6 @@ __all__ = ["PerThread", "threads_are_green"]
 
 T = TypeVar("T")
 
-# How many forks made this process: each child counts one more than its
-# parent, so that what a thread held before a fork is known as the parent's.
-_forks = 0
-
-
-def _count_fork() -> None:
-    global _forks
-    _forks += 1
-
-
-if hasattr(os, "register_at_fork"):  # POSIX
-    os.register_at_fork(after_in_child=_count_fork)
-
 
 def threads_are_green() -> bool:
     """True when gevent or eventlet has made threads into greenlets."""
@@ -52,23 +39,18 @@ def threads_are_green() -> bool:
 class _Held(Generic[T]):
     """One thread's connection; ended when the thread ends (its thread-local storage goes)."""
 
-    __slots__ = ("value", "forks", "_pid", "_end", "_ended", "__weakref__")
+    __slots__ = ("value", "pid", "_end", "_ended", "__weakref__")
 
     def __init__(self, value: T, end: Callable[[T], None]) -> None:
         self.value = value
-        self.forks = _forks
-        self._pid = os.getpid()
+        #: The process that made it: in a forked child, the connection is the parent's.
+        self.pid = os.getpid()
         self._end = end
         self._ended = False
 
     def end(self) -> None:
-        """End the connection, once.
-
-        Never the parent's connection, in a child.  (Known by the process id:
-        a child drops the parent's other threads, and with them their
-        connections, before the fork counter above has counted.)
-        """
-        if not self._ended and self._pid == os.getpid():
+        """End the connection, once; never the parent's connection, in a child."""
+        if not self._ended and self.pid == os.getpid():
             self._ended = True
             self._end(self.value)
 
@@ -91,7 +73,7 @@ class PerThread(Generic[T]):
     def get(self) -> Optional[T]:
         """This thread's connection, made on its first call; None under green threads."""
         held: Optional[_Held[T]] = getattr(self._local, "held", None)
-        if held is None or held.forks != _forks:
+        if held is None or held.pid != os.getpid():
             if threads_are_green():
                 return None
             return self.replace()

@@ -386,17 +386,13 @@ class RedisStore(Store):
             client = client_or_url
         self._owns_client = isinstance(client_or_url, str)
         self.client = client
-        # The client of the request path's commands.  One built here from a
-        # URL of one server gives each thread a connection of its own; a
-        # client passed in is used as it is, since its pool may be sized for
+        # A client built here from a URL of one server gives each thread a
+        # connection of its own for the request path's commands; a client
+        # passed in is used as it is, since its pool may be sized for
         # connections that go back after each command.
-        self._client_of_thread: Callable[[], RedisClient]
         self._per_thread: Optional[ConnectionPerThread] = None
         if self._owns_client and isinstance(client, redis.Redis) and ConnectionPerThread.suits(client):
             self._per_thread = ConnectionPerThread(client)
-            self._client_of_thread = self._per_thread.client
-        else:
-            self._client_of_thread = lambda: client
         self.prefix = prefix
         self.grace = float(grace)
         self.lock_expire_after = float(lock_expire_after)
@@ -419,6 +415,11 @@ class RedisStore(Store):
             owner_json=dumps,
             in_commit=not isinstance(client, RedisCluster),
         )
+
+    def _client_of_thread(self) -> RedisClient:
+        # The client of the request path's commands (see __init__).
+        per_thread = self._per_thread
+        return self.client if per_thread is None else per_thread.client()
 
     # -- names and encodings ---------------------------------------------------
 

@@ -61,8 +61,8 @@ class Database:
     ``autocommit`` says whether the engine's connections are in AUTOCOMMIT
     mode (the store's own engines); otherwise (an engine passed in) a write
     is committed after its statement.  ``per_thread`` says whether each
-    thread holds a connection (only in AUTOCOMMIT mode: a held connection
-    must not keep a transaction open between requests).
+    thread holds a connection (``build_engine`` decides, only in AUTOCOMMIT
+    mode).
     """
 
     def __init__(
@@ -80,7 +80,7 @@ class Database:
         self.timeout = timeout
         self._autocommit = autocommit
         self._held: Optional[PerThread[Connection]] = (
-            PerThread(engine.connect, Connection.close) if per_thread and autocommit else None
+            PerThread(engine.connect, Connection.close) if per_thread else None
         )
         begin = begin_statement(engine.dialect.name, autocommit)
         self._begin = None if begin is None else sa.text(begin)
